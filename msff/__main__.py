@@ -1,0 +1,88 @@
+"""Command line: ``python -m msff build-sheet ...``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from msff import sheet
+from msff.errors import MsffError
+
+
+def build_sheet(args: argparse.Namespace) -> None:
+    """Build a clip sheet from data-set folders, labels.csv files or an AFEW root."""
+    from msff import media
+
+    clips: list[sheet.Clip] = []
+    for source in args.sources:
+        path = Path(source)
+        if args.afew:
+            clips += sheet.from_afew(path, args.prefix)
+        elif path.is_file() and path.suffix == ".csv":
+            clips += sheet.from_labels_csv(path, args.prefix)
+        elif path.is_dir() and (path / "labels.csv").exists() and not args.names:
+            clips += sheet.from_labels_csv(path / "labels.csv", args.prefix)
+        elif path.is_dir():
+            clips += sheet.from_folder(path, args.prefix)
+        else:
+            raise MsffError(f"{path}: neither a folder nor a labels.csv")
+    fractions = {"train": args.train, "val": args.val, "test": args.test}
+    clips = sheet.assign_splits(clips, fractions, args.seed)
+    streams = None
+    if not args.no_probe:
+        streams = {}
+        for c in clips:
+            try:
+                info = media.probe(c.path)
+                streams[c.clip] = (info.video is not None, info.audio is not None)
+            except MsffError as exc:
+                # Kept in the sheet: the workflow records the problem in its qc table.
+                print(f"warning: clip {c.clip}: {exc}", file=sys.stderr)
+                streams[c.clip] = (True, True)
+    sheet.write(clips, args.out, streams)
+    counts = {s: sum(c.split == s for c in clips) for s in sheet.SPLITS}
+    print(
+        f"{args.out}: {len(clips)} clips, {len({c.speaker for c in clips})} speakers, "
+        f"splits {counts}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of ``python -m msff`` and the ``msff`` command."""
+    parser = argparse.ArgumentParser(prog="msff", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("build-sheet", help=build_sheet.__doc__)
+    p.add_argument(
+        "sources",
+        nargs="+",
+        help="folders (labels.csv inside, or RAVDESS/CREMA-D/MEAD file names), "
+        "labels.csv files, or with --afew an AFEW root",
+    )
+    p.add_argument("--out", required=True, type=Path, help="the sheet to write (TSV)")
+    p.add_argument("--afew", action="store_true", help="sources are AFEW roots (Train/, Val/)")
+    p.add_argument(
+        "--names",
+        action="store_true",
+        help="read labels from file names even where a labels.csv exists",
+    )
+    p.add_argument("--prefix", default="", help="prefix of every clip id")
+    p.add_argument("--seed", type=int, default=2018, help="seed of the speaker split")
+    p.add_argument("--train", type=float, default=0.6, help="fraction of speakers in train")
+    p.add_argument("--val", type=float, default=0.2, help="fraction of speakers in val")
+    p.add_argument("--test", type=float, default=0.2, help="fraction of speakers in test")
+    p.add_argument(
+        "--no-probe", action="store_true", help="do not probe clips for video/audio streams"
+    )
+    p.set_defaults(func=build_sheet)
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except MsffError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

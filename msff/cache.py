@@ -1,0 +1,151 @@
+"""The HDF5 layouts of every per-clip cache, in one place, written atomically.
+
+Every cache file carries the attributes ``clip``, ``error`` (empty when the stage
+succeeded) and ``note`` (what a reader should know: no audio stream, silent track,
+frames without a face). A stage that fails on a bad clip still writes its file, with
+``error`` set and empty datasets, so the run goes on and the qc table can report it;
+a half-written file is never left behind.
+
+Layouts (N frames, S aligned-face side, K segments, R rate scales):
+
+========== =========================================================================
+frames     ``frames`` (N, H, W, 3) uint8 RGB; attrs ``fps``, ``source_fps``,
+           ``source_width``, ``source_height``
+faces      ``faces`` (N, S, S, 3) uint8 (zeros where no face), ``found`` (N,) bool,
+           ``frame_index`` (N,) int32, ``box`` (N, 4) float32 x1 y1 x2 y2,
+           ``landmarks`` (N, 5, 2) float32 (eyes, nose, mouth corners, in frame
+           pixels), ``prob`` (N,) float32 (NaN where no face); attrs ``fps``,
+           ``template`` (5, 2), ``track_resets``
+audio      ``waveform`` (T,) float32 mono; attrs ``sample_rate``, ``seconds``,
+           ``loudest_dbfs`` (RMS of the loudest 100 ms), ``silent``
+spectrogram ``images`` (R, K, size, size) uint8 (0 = top_db below the clip's peak,
+           255 = the peak; low frequencies in the last row), ``scales`` (R,),
+           ``segment_start_s`` (K,); attrs ``segment_ms``, ``overlap``, ``silent``
+opensmile  ``features`` (D,) float32; attrs ``feature_names``, ``feature_set``
+========== =========================================================================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+import msff
+
+
+@contextmanager
+def atomic_h5(path: str | Path, clip: str) -> Iterator[h5py.File]:
+    """Open ``path`` for writing through a temporary file renamed into place on success.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with h5py.File(tmp, "w") as f:
+            f.attrs["clip"] = clip
+            f.attrs["error"] = ""
+            f.attrs["note"] = ""
+            f.attrs["msff_version"] = msff.__version__
+            yield f
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_error(path: str | Path, clip: str, error: str) -> None:
+    """Write a cache file that records why this stage could not process the clip."""
+    with atomic_h5(path, clip) as f:
+        f.attrs["error"] = error
+
+
+def attrs(path: str | Path) -> dict:
+    """All attributes of a cache file, strings decoded."""
+    with h5py.File(path, "r") as f:
+        return {k: _plain(v) for k, v in f.attrs.items()}
+
+
+def _plain(value):
+    if isinstance(value, bytes):
+        return value.decode()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def frame_chunks(path: str | Path, chunk: int = 32) -> Iterator[np.ndarray]:
+    """Read the ``frames`` of a frames cache in chunks, never all at once."""
+    with h5py.File(path, "r") as f:
+        frames = f["frames"]
+        for start in range(0, len(frames), chunk):
+            yield frames[start : start + chunk]
+
+
+class FrameWriter:
+    """Append frames chunk by chunk to an open cache file (resizable, one HDF5 chunk a frame)."""
+
+    def __init__(self, f: h5py.File, height: int, width: int):
+        self.dataset = f.create_dataset(
+            "frames",
+            shape=(0, height, width, 3),
+            maxshape=(None, height, width, 3),
+            dtype=np.uint8,
+            chunks=(1, height, width, 3),
+            compression="lzf",
+        )
+
+    def append(self, frames: np.ndarray) -> None:
+        """Add ``(n, H, W, 3)`` frames at the end."""
+        n = len(self.dataset)
+        self.dataset.resize(n + len(frames), axis=0)
+        self.dataset[n:] = frames
+
+
+class FaceWriter:
+    """Append aligned faces and their detections chunk by chunk."""
+
+    def __init__(self, f: h5py.File, size: int):
+        def grow(name, shape, dtype, rows_per_chunk=256, **kw):
+            return f.create_dataset(
+                name,
+                shape=(0, *shape),
+                maxshape=(None, *shape),
+                dtype=dtype,
+                chunks=(rows_per_chunk, *shape),
+                **kw,
+            )
+
+        self.datasets = {
+            # One face per HDF5 chunk: a training loader reads single faces at random.
+            "faces": grow(
+                "faces", (size, size, 3), np.uint8, 1, compression="gzip", compression_opts=1
+            ),
+            "found": grow("found", (), bool),
+            "frame_index": grow("frame_index", (), np.int32),
+            "box": grow("box", (4,), np.float32),
+            "landmarks": grow("landmarks", (5, 2), np.float32),
+            "prob": grow("prob", (), np.float32),
+        }
+
+    def append(self, **arrays: np.ndarray) -> None:
+        """Add one chunk: the same number of rows for every dataset, by name."""
+        for name, data in arrays.items():
+            ds = self.datasets[name]
+            n = len(ds)
+            ds.resize(n + len(data), axis=0)
+            ds[n:] = data
+
+
+def read_faces(path: str | Path) -> dict:
+    """Every dataset and attribute of a faces cache, as arrays (loads the faces)."""
+    with h5py.File(path, "r") as f:
+        out = {k: f[k][()] for k in f}
+        out["attrs"] = {k: _plain(v) for k, v in f.attrs.items()}
+    return out

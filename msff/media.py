@@ -1,0 +1,266 @@
+"""Probe and decode clips with ffmpeg: frames straight to arrays, audio to mono float32.
+
+The binary is the system ``ffmpeg`` when there is one, else the one the
+``imageio-ffmpeg`` wheel ships, so a fresh machine needs no system package. Only
+``ffmpeg`` is needed (the wheel has no ``ffprobe``): probing parses ``ffmpeg -i``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import ffmpeg
+import numpy as np
+
+from msff.errors import BadClipError
+
+_exe: dict[str | None, str] = {}
+
+
+def ffmpeg_exe(configured: str | None = None) -> str:
+    """Return the ffmpeg binary: ``configured``, else the system one, else imageio-ffmpeg's."""
+    if configured in _exe:
+        return _exe[configured]
+    if configured:
+        exe = shutil.which(configured)
+        if exe is None:
+            raise FileNotFoundError(f"ffmpeg={configured!r}: no such executable")
+    else:
+        exe = shutil.which("ffmpeg")
+        if exe is None:
+            import imageio_ffmpeg
+
+            exe = imageio_ffmpeg.get_ffmpeg_exe()
+    _exe[configured] = exe
+    return exe
+
+
+@dataclass(frozen=True)
+class VideoStream:
+    """The first video stream of a clip, as displayed (rotation applied)."""
+
+    width: int
+    height: int
+    fps: float
+
+
+@dataclass(frozen=True)
+class AudioStream:
+    """The first audio stream of a clip."""
+
+    sample_rate: int
+    channels: int
+
+
+@dataclass(frozen=True)
+class Probe:
+    """What a clip holds."""
+
+    path: str
+    duration: float | None
+    video: VideoStream | None
+    audio: AudioStream | None
+
+
+_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_VIDEO = re.compile(
+    r"Stream #\d+:\d+.*?: Video: .*?(\d{2,5})x(\d{2,5})(?:[ ,\[]).*?(?:([\d.]+) fps|([\d.]+) tbr)"
+)
+_AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: .*?(\d+) Hz, ([^,]+)")
+_ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees|rotate\s*:\s*(-?\d+)")
+_CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "7.1": 8}
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise BadClipError(f"{path}: no such file")
+    if path.is_dir():
+        raise BadClipError(f"{path}: is a folder, not a media file")
+    if path.stat().st_size == 0:
+        raise BadClipError(f"{path}: empty file (0 bytes)")
+
+
+def probe(path: str | Path, exe: str | None = None) -> Probe:
+    """Return the streams of a clip; raise BadClipError naming the file when unreadable."""
+    path = Path(path)
+    _check_file(path)
+    proc = subprocess.run(
+        [ffmpeg_exe(exe), "-hide_banner", "-i", str(path)],
+        capture_output=True,
+        text=True,
+        errors="replace",
+    )
+    text = proc.stderr
+    head = text.split("At least one output file", 1)[0]
+    if "Input #0" not in head:
+        reason = head.strip().splitlines()[-1] if head.strip() else "ffmpeg cannot read it"
+        raise BadClipError(f"{path}: not a readable media file ({reason})")
+    duration = None
+    if m := _DURATION.search(head):
+        h, mnt, s = m.groups()
+        duration = int(h) * 3600 + int(mnt) * 60 + float(s)
+    video = audio = None
+    for line in head.splitlines():
+        if video is None and (m := _VIDEO.search(line)) and "attached pic" not in line:
+            width, height = int(m.group(1)), int(m.group(2))
+            fps = float(m.group(3) or m.group(4))
+            video = VideoStream(width, height, fps)
+        elif audio is None and (m := _AUDIO.search(line)):
+            layout = m.group(2).strip()
+            channels = _CHANNELS.get(layout.split("(")[0].strip())
+            if channels is None:
+                found = re.match(r"(\d+) channels", layout)
+                channels = int(found.group(1)) if found else 1
+            audio = AudioStream(int(m.group(1)), channels)
+    if video is not None and (m := _ROTATION.search(head)):
+        angle = abs(round(float(m.group(1) or m.group(2)))) % 180
+        if angle == 90:  # ffmpeg autorotates on decode, so the displayed size is swapped
+            video = VideoStream(video.height, video.width, video.fps)
+    if video is None and audio is None:
+        raise BadClipError(f"{path}: no video or audio stream")
+    return Probe(str(path), duration, video, audio)
+
+
+def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
+    """The decoded frame size: the source size shrunk so its longest side is ``max_side``."""
+    if not max_side or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+@dataclass
+class FrameStream:
+    """Frames of one clip decoded in chunks of ``(n, H, W, 3)`` uint8 RGB arrays.
+
+    Iterate it to decode; memory holds one chunk at a time, whatever the clip's length.
+    After iteration, ``warnings`` holds what ffmpeg reported about a damaged file that
+    still decoded.
+    """
+
+    path: Path
+    width: int
+    height: int
+    fps: float
+    chunk: int
+    exe: str
+    args: dict
+    warnings: str = ""
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        frame_bytes = self.width * self.height * 3
+        stream = ffmpeg.input(str(self.path)).video
+        if self.args.get("fps"):
+            stream = stream.filter("fps", fps=self.args["fps"])
+        stream = stream.filter("scale", self.width, self.height)
+        proc = (
+            stream.output("pipe:", format="rawvideo", pix_fmt="rgb24")
+            .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+            .run_async(cmd=self.exe, pipe_stdout=True, pipe_stderr=True)
+        )
+        # stderr is drained by a thread so a chatty ffmpeg cannot block on a full pipe.
+        import threading
+
+        err_chunks: list[bytes] = []
+        drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()))
+        drain.start()
+        n = 0
+        try:
+            while True:
+                buf = proc.stdout.read(frame_bytes * self.chunk)
+                if not buf:
+                    break
+                k = len(buf) // frame_bytes
+                if k:
+                    n += k
+                    yield np.frombuffer(buf[: k * frame_bytes], np.uint8).reshape(
+                        k, self.height, self.width, 3
+                    )
+                if len(buf) < frame_bytes * self.chunk:
+                    break
+        finally:
+            proc.stdout.close()
+            code = proc.wait()
+            drain.join()
+        self.warnings = b"".join(err_chunks).decode(errors="replace").strip()
+        if n == 0:
+            reason = self.warnings.splitlines()[-1] if self.warnings else f"ffmpeg exit {code}"
+            raise BadClipError(f"{self.path}: no frame could be decoded ({reason})")
+
+
+def frames(
+    path: str | Path,
+    fps: float | None = None,
+    max_side: int | None = None,
+    chunk: int = 32,
+    exe: str | None = None,
+    info: Probe | None = None,
+) -> FrameStream:
+    """Decode the video of a clip to RGB arrays, streamed in chunks.
+
+    Parameters
+    ----------
+    path : the clip.
+    fps : frames per second to keep; None keeps the source rate.
+    max_side : longest side of the output frames; None keeps the source size.
+    chunk : frames per array yielded.
+    exe : ffmpeg binary (default: see ``ffmpeg_exe``).
+    info : the clip's probe, when the caller has it already.
+    """
+    info = info or probe(path, exe)
+    if info.video is None:
+        raise BadClipError(f"{path}: no video stream")
+    width, height = output_size(info.video.width, info.video.height, max_side)
+    return FrameStream(
+        Path(path),
+        width,
+        height,
+        float(fps or info.video.fps),
+        chunk,
+        ffmpeg_exe(exe),
+        {"fps": fps},
+    )
+
+
+def audio(
+    path: str | Path, sample_rate: int = 16000, exe: str | None = None, info: Probe | None = None
+) -> np.ndarray:
+    """Decode the audio of a clip to mono float32 in [-1, 1] at ``sample_rate``."""
+    info = info or probe(path, exe)
+    if info.audio is None:
+        raise BadClipError(f"{path}: no audio stream")
+    try:
+        out, _ = (
+            ffmpeg.input(str(path))
+            .audio.output("pipe:", format="f32le", ac=1, ar=sample_rate)
+            .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+            .run(cmd=ffmpeg_exe(exe), capture_stdout=True, capture_stderr=True)
+        )
+    except ffmpeg.Error as exc:
+        reason = exc.stderr.decode(errors="replace").strip().splitlines()
+        raise BadClipError(
+            f"{path}: audio could not be decoded ({reason[-1] if reason else 'ffmpeg failed'})"
+        ) from None
+    if not out:
+        raise BadClipError(f"{path}: audio stream holds no samples")
+    return np.frombuffer(out, np.float32).copy()
+
+
+def loudest_dbfs(waveform: np.ndarray, sample_rate: int, window_s: float = 0.1) -> float:
+    """RMS level of the loudest ``window_s`` window, in dB full scale (-inf: digital silence).
+
+    The loudest window, not the whole clip: quiet speech with long pauses (RAVDESS "sad"
+    is -55 dBFS over the clip) must not pass for a silent track.
+    """
+    n = max(1, int(sample_rate * window_s))
+    k = max(1, len(waveform) // n)
+    frames = np.zeros((k, n), np.float64)
+    head = waveform[: k * n].astype(np.float64)
+    frames.reshape(-1)[: len(head)] = head
+    rms = float(np.sqrt(np.mean(np.square(frames), axis=1)).max()) if waveform.size else 0.0
+    return 20 * np.log10(rms) if rms > 0 else float("-inf")

@@ -1,0 +1,80 @@
+"""Stages spectrograms and opensmile, from the audio cache."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from msff import audio, cache
+from msff.stages import log, recording_bad_clips, upstream_error
+
+
+def _waveform(path: str | Path) -> tuple[np.ndarray, dict]:
+    upstream_error(path, "extract_audio")
+    with h5py.File(path, "r") as f:
+        return f["waveform"][()], cache.attrs(path)
+
+
+def spectrograms(
+    clip: str,
+    audio_h5: str | Path,
+    out: str | Path,
+    scales: list[float],
+    segment_ms: float,
+    overlap: float,
+    window_ms: float,
+    hop_ms: float,
+    image_size: int,
+    top_db: float,
+) -> str:
+    """Write the spectrogram images of every segment at every rate scale."""
+
+    def work():
+        waveform, meta = _waveform(audio_h5)
+        images, starts = audio.spectrogram_images(
+            waveform,
+            meta["sample_rate"],
+            scales,
+            segment_ms,
+            overlap,
+            window_ms,
+            hop_ms,
+            image_size,
+            top_db,
+        )
+        with cache.atomic_h5(out, clip) as f:
+            f.create_dataset(
+                "images",
+                data=images,
+                compression="gzip",
+                compression_opts=1,
+                chunks=(1, 1, image_size, image_size),
+            )
+            f.create_dataset("scales", data=np.asarray(scales, np.float32))
+            f.create_dataset("segment_start_s", data=starts.astype(np.float32))
+            f.attrs.update(
+                segment_ms=segment_ms, overlap=overlap, silent=meta["silent"], note=meta["note"]
+            )
+        log.info("clip %s: %d segments x %d scales", clip, images.shape[1], len(scales))
+
+    return recording_bad_clips(clip, out, work)
+
+
+def opensmile(clip: str, audio_h5: str | Path, out: str | Path) -> str:
+    """Write the 384 IS09_emotion functionals of the clip's audio."""
+
+    def work():
+        waveform, meta = _waveform(audio_h5)
+        values, names = audio.opensmile_functionals(waveform, meta["sample_rate"])
+        with cache.atomic_h5(out, clip) as f:
+            f.create_dataset("features", data=values)
+            f.attrs.update(
+                feature_names=names,
+                feature_set=audio.IS09_NAME,
+                silent=meta["silent"],
+                note=meta["note"],
+            )
+
+    return recording_bad_clips(clip, out, work)

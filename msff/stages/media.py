@@ -1,0 +1,75 @@
+"""Stages extract_frames and extract_audio: a clip decoded to its frames and audio caches."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from msff import cache, media
+from msff.stages import log, recording_bad_clips
+
+
+def extract_frames(
+    clip: str,
+    source: str,
+    out: str | Path,
+    fps: float | None,
+    max_side: int | None,
+    ffmpeg: str | None = None,
+) -> str:
+    """Decode ``source`` at ``fps`` (None: source rate), longest side ``max_side``."""
+
+    def work():
+        info = media.probe(source, ffmpeg)
+        stream = media.frames(source, fps=fps, max_side=max_side, exe=ffmpeg, info=info)
+        with cache.atomic_h5(out, clip) as f:
+            writer = cache.FrameWriter(f, stream.height, stream.width)
+            for chunk in stream:
+                writer.append(chunk)
+            f.attrs.update(
+                fps=stream.fps,
+                source_fps=info.video.fps,
+                source_width=info.video.width,
+                source_height=info.video.height,
+            )
+            if stream.warnings:
+                f.attrs["note"] = f"decoded with warnings: {stream.warnings.splitlines()[-1]}"
+                log.warning("clip %s: %s", clip, f.attrs["note"])
+            log.info(
+                "clip %s: %d frames of %dx%d at %.3g fps",
+                clip,
+                len(writer.dataset),
+                stream.width,
+                stream.height,
+                stream.fps,
+            )
+
+    return recording_bad_clips(clip, out, work)
+
+
+def extract_audio(
+    clip: str,
+    source: str,
+    out: str | Path,
+    sample_rate: int,
+    silence_dbfs: float,
+    ffmpeg: str | None = None,
+) -> str:
+    """Decode the audio of ``source`` to mono float32 at ``sample_rate``; flag silence."""
+
+    def work():
+        waveform = media.audio(source, sample_rate, ffmpeg)
+        level = media.loudest_dbfs(waveform, sample_rate)
+        with cache.atomic_h5(out, clip) as f:
+            f.create_dataset("waveform", data=waveform, compression="gzip", compression_opts=1)
+            silent = bool(level < silence_dbfs)
+            f.attrs.update(
+                sample_rate=sample_rate,
+                seconds=len(waveform) / sample_rate,
+                loudest_dbfs=level,
+                silent=silent,
+            )
+            if silent:
+                f.attrs["note"] = f"silent audio track (loudest 100 ms: {level:.1f} dBFS)"
+                log.warning("clip %s: %s", clip, f.attrs["note"])
+
+    return recording_bad_clips(clip, out, work)

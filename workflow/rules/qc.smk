@@ -1,0 +1,20 @@
+rule qc:
+    input:
+        caches=get_qc_input,
+        code=msff_code("msff.stages.qc"),
+    output:
+        report(
+            "results/qc.tsv",
+            caption="../report/qc.rst",
+            category="1. Preprocessing",
+            labels={"table": "qc"},
+        ),
+    params:
+        clips=SHEET.to_dict("records"),
+        caches=get_qc_caches(),
+    log:
+        "logs/qc.log",
+    conda:
+        "../../envs/msff.yaml"
+    script:
+        "../scripts/qc.py"

@@ -1,0 +1,6 @@
+from msff.logs import log_to
+
+log_to(snakemake.log[0])
+from msff.stages.audio import opensmile
+
+opensmile(snakemake.wildcards.clip, snakemake.input.audio, snakemake.output[0])
