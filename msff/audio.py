@@ -14,6 +14,9 @@ from __future__ import annotations
 import numpy as np
 
 _EPS = 1e-10  # floor of magnitudes before the log
+# The reference level never drops below this STFT magnitude (about -90 dB of a full-scale
+# tone), so a silent clip stays black instead of having its noise floor stretched to white.
+_MIN_REFERENCE = 1e-3
 
 
 def segment_starts(n_samples: int, sample_rate: int, segment_ms: float, overlap: float):
@@ -39,9 +42,9 @@ def spectrogram_images(
     """Spectrogram images of every segment at every rate scale.
 
     Returns ``images`` (R, K, image_size, image_size) uint8 and the segment start times
-    in seconds (K,). Pixel 255 is the clip's loudest STFT bin at that scale, 0 is
-    ``top_db`` below it or quieter; rows run from high (first) to low (last) frequency,
-    columns in time.
+    in seconds (K,). Pixel 255 is the clip's loudest STFT bin at that scale (before the
+    bilinear resize), 0 is ``top_db`` below it or quieter; rows run from high (first) to
+    low (last) frequency, columns in time.
     """
     import librosa
     from PIL import Image
@@ -69,7 +72,7 @@ def spectrogram_images(
             )
         peak = max(float(m.max()) for m in magnitudes)
         for k, m in enumerate(magnitudes):
-            db = librosa.amplitude_to_db(m, ref=max(peak, _EPS), amin=_EPS, top_db=None)
+            db = librosa.amplitude_to_db(m, ref=max(peak, _MIN_REFERENCE), amin=_EPS, top_db=None)
             scaled = np.clip((db + top_db) / top_db, 0, 1)[::-1]  # low frequencies at the bottom
             image = Image.fromarray(scaled.astype(np.float32), mode="F").resize(
                 (image_size, image_size), Image.Resampling.BILINEAR

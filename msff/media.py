@@ -20,6 +20,21 @@ import numpy as np
 from msff.errors import BadClipError
 
 _exe: dict[str | None, str] = {}
+# A clip that decodes to less than this share of the length its header declares is
+# rejected as truncated; up to FULL_SHARE it is used, with a note. MEAD's sad.mp4, which
+# decodes to 4.4 of its declared 6.3 s, is a damaged clip still worth its frames.
+MIN_DECODED_SHARE = 0.5
+FULL_SHARE = 0.9
+
+
+def check_length(path, decoded_s: float, declared_s: float | None, what: str) -> str:
+    """Raise BadClipError for a truncated clip; return a note for a short one, else ""."""
+    if not declared_s or decoded_s >= FULL_SHARE * declared_s - 0.1:
+        return ""
+    message = f"{decoded_s:.2f} s of {what} decoded, {declared_s:.2f} s declared"
+    if decoded_s < MIN_DECODED_SHARE * declared_s:
+        raise BadClipError(f"{path}: truncated or damaged: {message}")
+    return f"damaged file: {message}"
 
 
 def ffmpeg_exe(configured: str | None = None) -> str:
@@ -139,18 +154,21 @@ class FrameStream:
     """Frames of one clip decoded in chunks of ``(n, H, W, 3)`` uint8 RGB arrays.
 
     Iterate it to decode; memory holds one chunk at a time, whatever the clip's length.
-    After iteration, ``warnings`` holds what ffmpeg reported about a damaged file that
-    still decoded.
+    After iteration, ``warnings`` holds what ffmpeg reported and ``note`` says when the
+    clip decoded shorter than its header declares (a damaged file that is still used).
+    A clip that decodes to less than half its declared length raises BadClipError.
     """
 
     path: Path
     width: int
     height: int
     fps: float
+    duration: float | None
     chunk: int
     exe: str
     args: dict
     warnings: str = ""
+    note: str = ""
 
     def __iter__(self) -> Iterator[np.ndarray]:
         frame_bytes = self.width * self.height * 3
@@ -188,9 +206,10 @@ class FrameStream:
             code = proc.wait()
             drain.join()
         self.warnings = b"".join(err_chunks).decode(errors="replace").strip()
+        reason = self.warnings.splitlines()[-1] if self.warnings else f"ffmpeg exit {code}"
         if n == 0:
-            reason = self.warnings.splitlines()[-1] if self.warnings else f"ffmpeg exit {code}"
             raise BadClipError(f"{self.path}: no frame could be decoded ({reason})")
+        self.note = check_length(self.path, (n + 1) / self.fps, self.duration, "video")
 
 
 def frames(
@@ -221,6 +240,7 @@ def frames(
         width,
         height,
         float(fps or info.video.fps),
+        info.duration,
         chunk,
         ffmpeg_exe(exe),
         {"fps": fps},

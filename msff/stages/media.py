@@ -32,8 +32,10 @@ def extract_frames(
                 source_height=info.video.height,
             )
             if stream.warnings:
-                f.attrs["note"] = f"decoded with warnings: {stream.warnings.splitlines()[-1]}"
-                log.warning("clip %s: %s", clip, f.attrs["note"])
+                log.warning("clip %s: ffmpeg: %s", clip, stream.warnings)
+            if stream.note:
+                f.attrs["note"] = stream.note
+                log.warning("clip %s: %s", clip, stream.note)
             log.info(
                 "clip %s: %d frames of %dx%d at %.3g fps",
                 clip,
@@ -57,7 +59,9 @@ def extract_audio(
     """Decode the audio of ``source`` to mono float32 at ``sample_rate``; flag silence."""
 
     def work():
-        waveform = media.audio(source, sample_rate, ffmpeg)
+        info = media.probe(source, ffmpeg)
+        waveform = media.audio(source, sample_rate, ffmpeg, info)
+        note = media.check_length(source, len(waveform) / sample_rate, info.duration, "audio")
         level = media.loudest_dbfs(waveform, sample_rate)
         with cache.atomic_h5(out, clip) as f:
             f.create_dataset("waveform", data=waveform, compression="gzip", compression_opts=1)
@@ -69,7 +73,11 @@ def extract_audio(
                 silent=silent,
             )
             if silent:
-                f.attrs["note"] = f"silent audio track (loudest 100 ms: {level:.1f} dBFS)"
-                log.warning("clip %s: %s", clip, f.attrs["note"])
+                note = "; ".join(
+                    filter(None, [note, f"silent audio track (loudest 100 ms: {level:.1f} dBFS)"])
+                )
+            if note:
+                f.attrs["note"] = note
+                log.warning("clip %s: %s", clip, note)
 
     return recording_bad_clips(clip, out, work)

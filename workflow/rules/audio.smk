@@ -4,8 +4,6 @@ rule spectrograms:
         code=msff_code("msff.stages.audio"),
     output:
         "results/spectrograms/{clip}.h5",
-    params:
-        audio={k: v for k, v in PRESET["audio"].items() if k not in ("sample_rate", "silence_dbfs")},
     log:
         "logs/spectrograms/{clip}.log",
     benchmark:
@@ -14,6 +12,12 @@ rule spectrograms:
         "preprocess"
     conda:
         "../../envs/msff.yaml"
+    params:
+        audio={
+            k: v
+            for k, v in PRESET["audio"].items()
+            if k not in ("sample_rate", "silence_dbfs")
+        },
     script:
         "../scripts/spectrograms.py"
 

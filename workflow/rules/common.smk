@@ -7,7 +7,6 @@ import msff.config
 import msff.sheet
 from msff.codedeps import module_files
 
-
 validate(config, schema=msff.config.schema_path("config"))
 msff.config.check_label_map(config["labels"])
 PRESET = msff.config.preset(config)

@@ -4,16 +4,16 @@ rule align_faces:
         code=msff_code("msff.stages.faces"),
     output:
         "results/faces/{clip}.h5",
-    params:
-        faces=PRESET["faces"],
     log:
         "logs/align_faces/{clip}.log",
     benchmark:
         "benchmarks/align_faces/{clip}.tsv"
     group:
         "preprocess"
-    threads: 1
     conda:
         "../../envs/msff.yaml"
+    threads: 1
+    params:
+        faces=PRESET["faces"],
     script:
         "../scripts/align_faces.py"

@@ -4,10 +4,6 @@ rule extract_frames:
         code=msff_code("msff.stages.media"),
     output:
         temp("results/frames/{clip}.h5"),
-    params:
-        source=get_source_path,
-        frames=PRESET["frames"],
-        ffmpeg=config.get("ffmpeg"),
     log:
         "logs/extract_frames/{clip}.log",
     benchmark:
@@ -16,6 +12,10 @@ rule extract_frames:
         "preprocess"
     conda:
         "../../envs/msff.yaml"
+    params:
+        source=get_source_path,
+        frames=PRESET["frames"],
+        ffmpeg=config.get("ffmpeg"),
     script:
         "../scripts/extract_frames.py"
 
@@ -26,16 +26,16 @@ rule extract_audio:
         code=msff_code("msff.stages.media"),
     output:
         "results/audio/{clip}.h5",
-    params:
-        source=get_source_path,
-        sample_rate=PRESET["audio"]["sample_rate"],
-        silence_dbfs=PRESET["audio"]["silence_dbfs"],
-        ffmpeg=config.get("ffmpeg"),
     log:
         "logs/extract_audio/{clip}.log",
     group:
         "preprocess"
     conda:
         "../../envs/msff.yaml"
+    params:
+        source=get_source_path,
+        sample_rate=PRESET["audio"]["sample_rate"],
+        silence_dbfs=PRESET["audio"]["silence_dbfs"],
+        ffmpeg=config.get("ffmpeg"),
     script:
         "../scripts/extract_audio.py"

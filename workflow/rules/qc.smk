@@ -9,12 +9,12 @@ rule qc:
             category="1. Preprocessing",
             labels={"table": "qc"},
         ),
-    params:
-        clips=SHEET.to_dict("records"),
-        caches=get_qc_caches(),
     log:
         "logs/qc.log",
     conda:
         "../../envs/msff.yaml"
+    params:
+        clips=SHEET.to_dict("records"),
+        caches=get_qc_caches(),
     script:
         "../scripts/qc.py"

@@ -1,0 +1,54 @@
+import numpy as np
+
+from msff import audio, media
+
+from .conftest import SPEECH_ANGRY, SPEECH_NEUTRAL
+
+
+def test_segments_are_300ms_with_half_overlap():
+    starts, length = audio.segment_starts(16000 * 3, 16000, 300, 0.5)
+    assert length == 4800
+    assert np.all(np.diff(starts) == 2400)
+    assert starts[-1] + length <= 48000 < starts[-1] + length + 2400
+
+
+def test_spectrogram_images_of_real_speech():
+    waveform = media.audio(SPEECH_ANGRY)
+    scales = [1.0, 0.75, 0.5, 0.25]
+    images, starts = audio.spectrogram_images(waveform, 16000, scales, image_size=224)
+    n_segments = (len(waveform) - 4800) // 2400 + 1
+    assert images.shape == (4, n_segments, 224, 224) and images.dtype == np.uint8
+    np.testing.assert_allclose(np.diff(starts), 0.15)
+    for r in range(len(scales)):
+        assert images[r].max() >= 240  # the clip's peak at that scale, blurred by the resize
+        assert images[r].std() > 20  # a spread of levels, not a flat image
+    # Speech carries its energy below ~1 kHz: at scale 1.0 (0-8 kHz) the lowest eighth of
+    # the rows is brighter than the top half, in the loudest segment.
+    loud = images[0, images[0].reshape(n_segments, -1).mean(1).argmax()].astype(float)
+    assert loud[-28:].mean() > loud[:112].mean() + 30
+
+
+def test_lower_rate_scales_zoom_into_low_frequencies():
+    waveform = media.audio(SPEECH_ANGRY)
+    images, _ = audio.spectrogram_images(waveform, 16000, [1.0, 0.25], image_size=112)
+    # 0-2 kHz fills the whole image at scale 0.25 but only its bottom quarter at 1.0.
+    full, zoomed = images[0].astype(float), images[1].astype(float)
+    assert zoomed[:, :56].mean() > full[:, :56].mean() + 10
+
+
+def test_short_and_silent_clips():
+    images, starts = audio.spectrogram_images(
+        np.zeros(1600, np.float32), 16000, [1.0], image_size=32
+    )
+    assert images.shape == (1, 1, 32, 32) and list(starts) == [0.0]
+    assert images.max() == 0  # silence is black, not a stretched noise floor
+
+
+def test_opensmile_is09_functionals_of_real_speech():
+    neutral, names = audio.opensmile_functionals(media.audio(SPEECH_NEUTRAL), 16000)
+    angry, _ = audio.opensmile_functionals(media.audio(SPEECH_ANGRY), 16000)
+    assert neutral.shape == angry.shape == (384,) and len(names) == 384
+    assert np.isfinite(neutral).all() and np.isfinite(angry).all()
+    assert "F0_sma_max" in names
+    energy = names.index("pcm_RMSenergy_sma_max")
+    assert angry[energy] > 3 * neutral[energy]  # strong anger is far louder than neutral

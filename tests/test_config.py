@@ -1,0 +1,85 @@
+import copy
+import re
+
+import pytest
+
+from msff import config
+from msff.errors import ConfigError
+
+from .conftest import REPO
+
+
+def test_repo_config_is_valid(repo_config):
+    config.check_label_map(repo_config["labels"])
+    assert config.preset(repo_config)["description"]
+
+
+def test_presets_are_side_by_side_with_the_same_keys(repo_config):
+    paper, cpu = repo_config["presets"]["paper"], repo_config["presets"]["cpu"]
+    for section in ("frames", "faces", "audio"):
+        assert paper[section].keys() == cpu[section].keys()
+    # The paper's sizes, as DESIGN.md gives them.
+    assert paper["faces"]["size"] == 256
+    assert paper["audio"]["scales"] == [1.0, 0.75, 0.5, 0.25]
+    assert paper["audio"]["image_size"] == 224
+    assert paper["audio"]["segment_ms"] == 300 and paper["audio"]["overlap"] == 0.5
+    assert paper["frames"]["fps"] is None
+    # cpu is smaller everywhere it differs.
+    assert cpu["faces"]["size"] < paper["faces"]["size"]
+    assert cpu["audio"]["image_size"] < paper["audio"]["image_size"]
+
+
+@pytest.mark.parametrize(
+    "path, key",
+    [
+        (("sampels",), "(top level)"),
+        (("presets", "cpu", "faces", "sise"), "presets/cpu/faces"),
+        (("labels", "mapping"), "labels"),
+    ],
+)
+def test_misspelt_key_is_named(tmp_path, repo_config, path, key):
+    bad = copy.deepcopy(repo_config)
+    node = bad
+    for part in path[:-1]:
+        node = node[part]
+    node[path[-1]] = 1
+    with pytest.raises(ConfigError, match=f"{re.escape(key)}: .*'{path[-1]}' was unexpected"):
+        config.validate(bad, "config", "config.yaml")
+
+
+def test_out_of_range_value_is_named(repo_config):
+    bad = copy.deepcopy(repo_config)
+    bad["presets"]["cpu"]["audio"]["overlap"] = 1.5
+    with pytest.raises(ConfigError, match="presets/cpu/audio/overlap"):
+        config.validate(bad, "config", "config.yaml")
+
+
+def test_unknown_preset(repo_config):
+    bad = dict(repo_config, preset="gpu")
+    with pytest.raises(ConfigError, match="preset='gpu'"):
+        config.preset(bad)
+
+
+def test_label_map_target_must_be_a_class(repo_config):
+    labels = copy.deepcopy(repo_config["labels"])
+    labels["map"]["calm"] = "relaxed"
+    with pytest.raises(ConfigError, match="'calm' -> 'relaxed'"):
+        config.check_label_map(labels)
+
+
+def test_class_of_maps_drops_and_refuses(repo_config):
+    labels = repo_config["labels"]
+    assert config.class_of("fearful", labels) == "fear"
+    assert config.class_of("Happy", labels) == "happy"
+    assert config.class_of("calm", labels) is None
+    with pytest.raises(ConfigError, match="'bored' is not a class"):
+        config.class_of("bored", labels)
+
+
+def test_missing_config_file(tmp_path):
+    with pytest.raises(ConfigError, match="no such config file"):
+        config.load(tmp_path / "nope.yaml")
+
+
+def test_config_file_round_trip():
+    assert config.load(REPO / "config.yaml")["labels"]["classes"][0] == "angry"

@@ -1,0 +1,271 @@
+"""The DAG run by Snakemake itself on real clips from ../shared/data, bad ones among them."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from msff import faces
+
+from .conftest import (
+    CREMA_D,
+    DATA,
+    MEAD_FRONT,
+    RAVDESS_AV,
+    REPO,
+    SPEECH_ANGRY,
+    SPEECH_NEUTRAL,
+)
+
+pytestmark = pytest.mark.workflow
+
+GOOD = {
+    # clip: (path, label, split, speaker, has_video, has_audio)
+    "ravdess_happy": (RAVDESS_AV, "happy", "train", "05", True, True),  # 1280x720 full frame
+    "crema_angry": (CREMA_D, "angry", "train", "1001", True, True),  # 480x360 full frame
+    "mead_happy": (MEAD_FRONT, "happy", "val", "W009", True, False),  # 256x256 face crop
+    "speech_neutral": (SPEECH_NEUTRAL, "neutral", "test", "01", False, True),  # audio only
+    "speech_angry": (SPEECH_ANGRY, "angry", "test", "01", False, True),
+}
+FACE_CLIPS = ["ravdess_happy", "crema_angry", "mead_happy", "mead_no_audio"]
+AUDIO_CLIPS = ["ravdess_happy", "crema_angry", "speech_neutral", "speech_angry"]
+
+
+def sheet_rows(bad_clips):
+    rows = [
+        dict(clip=c, path=str(p), label=lab, split=s, speaker=spk, has_video=v, has_audio=a)
+        for c, (p, lab, s, spk, v, a) in GOOD.items()
+    ]
+    # The bad ones; the sheet believes each has both streams, as a hand-made sheet would
+    # (but for no_face, footage made without sound, where the sheet knows it).
+    bad = {
+        "truncated": (bad_clips["truncated"], "happy"),
+        "zero_bytes": (bad_clips["empty"], "sad"),
+        "no_face": (bad_clips["no_face"], "sad"),
+        "missing_file": (bad_clips["missing"], "fear"),
+        "unmapped_label": (CREMA_D.with_name("1001_DFA_SAD_XX.flv"), "bored"),
+        "mead_no_audio": (DATA / "mead_front" / "M030_front_angry_level3_001.mp4", "angry"),
+    }
+    for i, (clip, (path, label)) in enumerate(bad.items()):
+        rows.append(
+            dict(
+                clip=clip,
+                path=str(path),
+                label=label,
+                split="train",
+                speaker=f"bad{i}",
+                has_video=True,
+                has_audio=clip != "no_face",
+            )
+        )
+    return rows
+
+
+def write_sheet(work: Path, rows: list[dict]) -> None:
+    pd.DataFrame(rows).to_csv(work / "clips.tsv", sep="\t", index=False)
+
+
+def snakemake(repo: Path, work: Path, *args: str, check: bool = True):
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(repo / "Snakefile"),
+        "-d",
+        str(work),
+        "--cores",
+        "2",
+        *args,
+    ]
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def job_logs(work: Path) -> dict[str, int]:
+    """Log file -> mtime: each job rewrites its log, so a changed mtime is a job that ran."""
+    return {
+        str(p.relative_to(work / "logs")): p.stat().st_mtime_ns
+        for p in (work / "logs").rglob("*.log")
+    }
+
+
+def ran(before: dict, after: dict) -> set[str]:
+    return {k.removesuffix(".log") for k, v in after.items() if before.get(k) != v}
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, bad_clips):
+    """A copy of the workflow (so a test may edit its msff/ code) and a working folder."""
+    root = tmp_path_factory.mktemp("workflow")
+    repo = root / "repo"
+    repo.mkdir()
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, repo / name)
+    for name in ("workflow", "envs", "msff"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    work = root / "work"
+    work.mkdir()
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["samples"] = str(work / "clips.tsv")
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    write_sheet(work, sheet_rows(bad_clips))
+    first = snakemake(repo, work)
+    return repo, work, first
+
+
+@pytest.fixture(scope="module")
+def qc(project):
+    _, work, _ = project
+    table = pd.read_csv(
+        work / "results" / "qc.tsv", sep="\t", index_col="clip", keep_default_na=False
+    )
+    for column in ("frames", "faces_found", "face_coverage_pct", "audio_seconds"):
+        table[column] = pd.to_numeric(table[column])  # empty (no such branch) -> NaN
+    return table
+
+
+def test_run_completes_despite_bad_clips_and_lists_them(project, qc):
+    _, work, first = project
+    assert set(qc.index) == set(GOOD) | {
+        "truncated",
+        "zero_bytes",
+        "no_face",
+        "missing_file",
+        "unmapped_label",
+        "mead_no_audio",
+    }
+    expected_errors = {
+        "truncated": "truncated or damaged",
+        "zero_bytes": "empty file (0 bytes)",
+        "missing_file": "no such file",
+        "mead_no_audio": "no audio stream",
+    }
+    for clip, problem in expected_errors.items():
+        assert qc.loc[clip, "status"] == "error"
+        assert f"clip {clip}: " in qc.loc[clip, "error"] and problem in qc.loc[clip, "error"]
+        assert f"{clip}: " in first.stderr  # the console summary names it too
+    assert qc.loc["unmapped_label", "status"] == "excluded"
+    assert "'bored' is not a class" in qc.loc["unmapped_label", "error"]
+    assert qc.loc["no_face", "status"] == "ok" and qc.loc["no_face", "faces_found"] == 0
+    assert qc.loc["no_face", "note"].startswith("no face found in")
+    for clip in GOOD:
+        assert qc.loc[clip, "status"] == "ok", qc.loc[clip].to_dict()
+    # No partial output: no temporary files, and the frames caches (temp) are gone.
+    results = work / "results"
+    assert not list(results.rglob("*.tmp"))
+    assert not (results / "frames").exists() or not list((results / "frames").iterdir())
+
+
+def test_branches_follow_the_streams(qc):
+    assert qc.loc["ravdess_happy", "branches"] == "face+audio"
+    assert qc.loc["mead_happy", "branches"] == "face"
+    assert qc.loc["speech_neutral", "branches"] == "audio"
+    assert qc.loc["mead_no_audio", "branches"] == "face"  # its face branch still ran
+
+
+def test_faces_found_and_aligned_on_every_clip_with_a_face(project, qc):
+    _, work, _ = project
+    size = yaml.safe_load((work / "config.yaml").read_text())["presets"]["cpu"]["faces"]["size"]
+    detector = faces.FaceDetector(20, None, "cpu")
+    target = faces.template(size)
+    for clip in FACE_CLIPS:
+        assert qc.loc[clip, "face_coverage_pct"] >= 95, clip
+        with h5py.File(work / "results" / "faces" / f"{clip}.h5") as f:
+            assert f["faces"].shape[1:] == (size, size, 3)
+            assert len(f["found"]) == f.attrs["n_frames"] == qc.loc[clip, "frames"]
+            sample = f["faces"][::8][f["found"][::8]]
+        canvas = np.full((len(sample), 2 * size, 2 * size, 3), 128, np.uint8)
+        canvas[:, size // 2 : size // 2 + size, size // 2 : size // 2 + size] = sample
+        for det in detector.detect(canvas):
+            eyes = det.landmarks[0, :2] - size // 2
+            assert np.linalg.norm(eyes - target[:2], axis=1).max() < 0.035 * size, clip
+
+
+def test_spectrograms_and_opensmile_content(project, qc):
+    _, work, _ = project
+    audio = yaml.safe_load((work / "config.yaml").read_text())["presets"]["cpu"]["audio"]
+    for clip in AUDIO_CLIPS:
+        with h5py.File(work / "results" / "spectrograms" / f"{clip}.h5") as f:
+            images = f["images"][()]
+            starts = f["segment_start_s"][()]
+            assert list(f["scales"][()]) == audio["scales"]
+        seconds = qc.loc[clip, "audio_seconds"]
+        assert images.shape == (
+            len(audio["scales"]),
+            len(starts),
+            audio["image_size"],
+            audio["image_size"],
+        )
+        assert images.dtype == np.uint8 and images.max() >= 240 and images.min() == 0
+        assert abs(len(starts) - int((seconds - 0.3) / 0.15 + 1)) <= 1
+        with h5py.File(work / "results" / "opensmile" / f"{clip}.h5") as f:
+            features = f["features"][()]
+            assert f.attrs["feature_set"] == "IS09_emotion"
+        assert features.shape == (384,) and np.isfinite(features).all()
+
+
+def test_adding_a_clip_runs_only_its_jobs(project):
+    repo, work, _ = project
+    rows = pd.read_csv(work / "clips.tsv", sep="\t", dtype=str).to_dict("records")
+    rows.append(
+        dict(
+            clip="crema_happy",
+            path=str(CREMA_D.with_name("1001_DFA_HAP_XX.flv")),
+            label="happy",
+            split="train",
+            speaker="1001",
+            has_video="True",
+            has_audio="True",
+        )
+    )
+    before = job_logs(work)
+    write_sheet(work, rows)
+    snakemake(repo, work)
+    assert ran(before, job_logs(work)) == {
+        f"{rule}/crema_happy"
+        for rule in ("extract_frames", "align_faces", "extract_audio", "spectrograms", "opensmile")
+    } | {"qc"}
+
+
+def test_editing_imported_code_reruns_its_stages_only(project):
+    repo, work, _ = project
+    before = job_logs(work)
+    with open(repo / "msff" / "audio.py", "a") as f:
+        f.write("\n# an edit to the spectrogram and openSMILE code\n")
+    snakemake(repo, work)
+    audio_clips = AUDIO_CLIPS + [
+        "crema_happy",
+        "truncated",
+        "zero_bytes",
+        "missing_file",
+        "mead_no_audio",
+    ]
+    assert ran(before, job_logs(work)) == {
+        f"{rule}/{clip}" for rule in ("spectrograms", "opensmile") for clip in audio_clips
+    } | {"qc"}
+
+
+def test_nothing_reruns_when_nothing_changed(project):
+    repo, work, _ = project
+    before = job_logs(work)
+    proc = snakemake(repo, work)
+    assert ran(before, job_logs(work)) == set()
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+
+
+def test_wrong_config_key_stops_the_run_naming_the_key(project):
+    repo, work, _ = project
+    proc = snakemake(repo, work, "--config", "sampels=x.tsv", check=False)
+    assert proc.returncode != 0
+    assert "sampels" in proc.stderr and "Additional properties are not allowed" in proc.stderr
