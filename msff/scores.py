@@ -1,0 +1,66 @@
+"""The scores file: the one interface between every model and fusion / evaluation.
+
+A TSV with one row per clip: ``clip``, ``split``, then one column per class (in the
+config's class order) holding that clip's class probabilities; every row sums to 1.
+A model that cannot see a clip (no face, no audio) writes the uniform row and says so
+in the optional ``note`` column, so fusion and evaluation always cover every clip.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msff.errors import ConfigError
+
+TOLERANCE = 1e-4
+
+
+def uniform(n: int, n_classes: int) -> np.ndarray:
+    """The score rows of clips a model cannot see: every class equally likely."""
+    return np.full((n, n_classes), 1.0 / n_classes)
+
+
+def write(
+    path: str | Path,
+    clips: Sequence[str],
+    splits: Sequence[str],
+    scores: np.ndarray,
+    classes: Sequence[str],
+    notes: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Write a scores file atomically; raise ValueError for rows that are not probabilities."""
+    scores = np.asarray(scores, dtype=np.float64)
+    if scores.shape != (len(clips), len(classes)):
+        raise ValueError(f"scores shape {scores.shape} != ({len(clips)}, {len(classes)})")
+    if (scores < -TOLERANCE).any() or np.abs(scores.sum(1) - 1).max(initial=0) > TOLERANCE:
+        raise ValueError(f"{path}: score rows must be probabilities summing to 1")
+    table = pd.DataFrame(scores, columns=list(classes))
+    table.insert(0, "split", list(splits))
+    table.insert(0, "clip", list(clips))
+    if notes is not None:
+        table["note"] = list(notes)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
+    os.replace(tmp, path)
+    return table
+
+
+def read(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
+    """Read a scores file, indexed by clip; check its class columns and its rows."""
+    path = Path(path)
+    table = pd.read_csv(path, sep="\t", dtype={"clip": str, "split": str}, keep_default_na=False)
+    missing = [c for c in ["clip", "split", *classes] if c not in table.columns]
+    if missing:
+        raise ConfigError(f"{path}: missing columns {missing}")
+    sums = table[list(classes)].to_numpy(float).sum(1)
+    bad = np.flatnonzero(np.abs(sums - 1) > 1e-3)
+    if len(bad):
+        raise ConfigError(f"{path}: row of clip {table.clip[bad[0]]!r} sums to {sums[bad[0]]:.4f}")
+    return table.set_index("clip", drop=False)

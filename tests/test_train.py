@@ -1,0 +1,60 @@
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from msff import scores, train
+
+
+def test_windows_cover_the_clip_and_loop_short_ones():
+    assert [w.tolist() for w in train.windows(3, 8, 4)] == [[0, 1, 2, 0, 1, 2, 0, 1]]
+    assert train.windows(0, 8, 4) == []
+    wins = train.windows(21, 8, 4)
+    assert wins[0].tolist() == list(range(8)) and wins[-1].tolist() == list(range(13, 21))
+
+
+def test_clip_means_marks_unseen_clips():
+    probs = np.array([[0.8, 0.2], [0.6, 0.4], [0.1, 0.9]])
+    means, seen = train.clip_means(probs, [0, 0, 2], 3)
+    np.testing.assert_allclose(means[0], [0.7, 0.3])
+    np.testing.assert_allclose(means[1], [0.5, 0.5])  # no item: uniform
+    assert seen.tolist() == [True, False, True]
+
+
+def test_fit_learns_keeps_the_best_epoch_and_is_seeded():
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=generator)
+    y = (x[:, 0] > 0).long()
+    data = TensorDataset(x, y)
+    settings = train.TrainSettings(batch_size=8, lr=0.1, epochs=15, patience=15, seed=3)
+
+    def run():
+        train.seed_everything(settings.seed)  # model initialisation too
+        model = torch.nn.Linear(5, 2)
+        history = train.fit(model, data, data, settings, 2, torch.device("cpu"), log=lambda _: 0)
+        return model, history
+
+    model, history = run()
+    best = history.epochs[history.best_epoch - 1]
+    assert best["val_acc"] == max(e["val_acc"] for e in history.epochs) >= 0.95
+    assert history.epochs[1]["lr"] == pytest.approx(0.1 * 0.95)  # decay per epoch
+    probs = train.predict(model, data, torch.device("cpu"))
+    assert (probs.argmax(1) == y.numpy()).mean() == best["val_acc"]
+    again, _ = run()
+    torch.testing.assert_close(model.weight, again.weight)
+
+
+def test_class_weights():
+    weights = train.class_weights([0, 0, 0, 1], 3)
+    assert weights[2] == 0 and weights[1] == pytest.approx(3 * weights[0])
+
+
+def test_scores_file_round_trip_and_checks(tmp_path):
+    classes = ["a", "b"]
+    path = tmp_path / "m.tsv"
+    scores.write(path, ["c1", "c2"], ["train", "val"], [[0.25, 0.75], [0.5, 0.5]], classes)
+    table = scores.read(path, classes)
+    assert table.loc["c1", "b"] == 0.75 and table.loc["c2", "split"] == "val"
+    with pytest.raises(ValueError, match="summing to 1"):
+        scores.write(path, ["c1"], ["train"], [[0.3, 0.3]], classes)
+    assert scores.read(path, classes).shape[0] == 2  # the bad write left the file alone
