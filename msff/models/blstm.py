@@ -1,0 +1,53 @@
+"""The bidirectional LSTM the paper puts over windows of per-frame CNN features."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class BLSTM(nn.Module):
+    """Bidirectional LSTM over ``(B, T, input_dim)`` windows (T = 8 in the paper) -> logits.
+
+    The classifier reads the final hidden state of each direction of the last layer: the
+    forward state after the last frame and the backward state after the first, so each
+    half has read the whole window. (``output[:, -1]`` would give the backward direction
+    one frame only.) A mean over time would also average in the forward states of the
+    first frames and the backward states of the last, which have read little of it.
+
+    Parameters
+    ----------
+    input_dim : width of the per-frame features (4096 for fc7 / fc6 features).
+    hidden : hidden units per direction.
+    layers : stacked LSTM layers.
+    num_classes : outputs.
+    dropout : between LSTM layers and before the classifier.
+    """
+
+    def __init__(
+        self,
+        input_dim: int = 4096,
+        hidden: int = 256,
+        layers: int = 2,
+        num_classes: int = 7,
+        dropout: float = 0.5,
+    ):
+        super().__init__()
+        self.num_classes = num_classes
+        self.lstm = nn.LSTM(
+            input_dim,
+            hidden,
+            num_layers=layers,
+            batch_first=True,
+            bidirectional=True,
+            dropout=dropout if layers > 1 else 0.0,  # torch warns on dropout after the last
+        )
+        self.dropout = nn.Dropout(dropout)
+        self.fc = nn.Linear(2 * hidden, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, num_classes)`` of feature windows ``(B, T, input_dim)``."""
+        _, (h, _) = self.lstm(x)
+        # h is (layers * 2, B, hidden): the last layer's forward, then backward state.
+        last = torch.cat([h[-2], h[-1]], dim=1)
+        return self.fc(self.dropout(last))
