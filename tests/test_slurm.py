@@ -1,0 +1,386 @@
+"""profiles/slurm on a real Slurm: Debian's slurm-wlm and munge, one node on localhost.
+
+The test installs the packages when they are missing (apt-get, hence root: CI runs as root),
+starts munged, slurmctld and slurmd of its own (temporary key, ports and state), runs the demo
+clips through `snakemake --workflow-profile profiles/slurm` to results/qc.tsv, and asks Slurm
+itself (scontrol, the slurmctld log, the jobs' Slurm logs) which jobs ran where.
+
+There is no slurmdbd, so no sacct: the plugin polls squeue, which keeps finished jobs for
+MinJobAge seconds. Every command has a time limit, so a stuck cluster fails the test, and the
+daemons are stopped by process id when the module ends, also after a failure.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+import yte
+
+from .conftest import REPO
+
+pytestmark = pytest.mark.workflow
+
+PACKAGES = ("slurm-wlm", "munge")
+SBIN = Path("/usr/sbin")
+# The jobstep plugin (0.6.1) drops every SLURM_* variable, SLURM_CONF too, before the `srun` it
+# runs inside each job, so `srun` reads Slurm's default configuration file, as on a real cluster.
+# The test links it to its own slurm.conf for the duration of the module, never over a real one.
+DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
+MARKER = "# written by msff tests/test_slurm.py"
+PARTITION = "msff"  # not the default partition: the profile's partition has to reach sbatch
+CLIPS = {
+    # clip id in demo/clips.tsv: the per-clip rules it runs
+    "01-01-03-01-01-02-05": (
+        "extract_frames",
+        "align_faces",
+        "extract_audio",
+        "spectrograms",
+        "opensmile",
+    ),
+    "1001_DFA_ANG_XX": (
+        "extract_frames",
+        "align_faces",
+        "extract_audio",
+        "spectrograms",
+        "opensmile",
+    ),
+    "03-01-05-02-01-01-01": ("extract_audio", "spectrograms", "opensmile"),  # audio only
+}
+SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
+
+
+def run(cmd, *, timeout: float = 60, check: bool = True, **kwargs) -> subprocess.CompletedProcess:
+    proc = subprocess.run(
+        [str(c) for c in cmd], capture_output=True, text=True, timeout=timeout, **kwargs
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"{shlex.join(map(str, cmd))} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
+        )
+    return proc
+
+
+def install_slurm() -> None:
+    """Install slurm-wlm and munge with apt-get unless dpkg already has both."""
+    if os.geteuid() != 0:
+        pytest.fail(
+            "tests/test_slurm.py needs root: it installs slurm-wlm and munge with apt-get and "
+            "starts munged, slurmctld and slurmd (CI runs the tests as root)",
+            pytrace=False,
+        )
+    status = run(["dpkg-query", "-W", "-f=${Status}\\n", *PACKAGES], check=False).stdout
+    if status.count("install ok installed") == len(PACKAGES):
+        return
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    run(["apt-get", "update", "-qq"], timeout=600, env=env)
+    run(
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *PACKAGES],
+        timeout=900,
+        env=env,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def profile() -> dict:
+    """profiles/slurm/config.yaml as Snakemake reads it (YTE applied)."""
+    text = (REPO / "profiles" / "slurm" / "config.yaml").read_text()
+    return yte.process_yaml(io.StringIO(text), require_use_yte=True)
+
+
+def claim_default_conf(conf: Path) -> None:
+    if DEFAULT_CONF.is_symlink() or DEFAULT_CONF.exists():
+        try:
+            ours = DEFAULT_CONF.read_text().startswith(MARKER)
+        except OSError:  # a link into the temporary folder of an earlier, interrupted run
+            ours = DEFAULT_CONF.is_symlink()
+        if not ours:
+            pytest.fail(
+                f"{DEFAULT_CONF} exists: this machine has a Slurm configuration of its own, "
+                "which the test will not replace",
+                pytrace=False,
+            )
+        DEFAULT_CONF.unlink()
+    DEFAULT_CONF.parent.mkdir(parents=True, exist_ok=True)
+    DEFAULT_CONF.symlink_to(conf)
+
+
+def write_conf(root: Path, cpus: int) -> Path:
+    mem_mb = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2**20
+    conf = root / "slurm.conf"
+    conf.write_text(
+        f"""{MARKER}
+ClusterName=msfftest
+SlurmctldHost=localhost(127.0.0.1)
+SlurmctldPort={free_port()}
+SlurmdPort={free_port()}
+SlurmUser=root
+AuthType=auth/munge
+CredType=cred/munge
+AuthInfo=socket={root / "munge.sock"}
+StateSaveLocation={root / "state"}
+SlurmdSpoolDir={root / "slurmd"}
+SlurmctldPidFile={root / "slurmctld.pid"}
+SlurmdPidFile={root / "slurmd.pid"}
+SlurmctldLogFile={root / "slurmctld.log"}
+SlurmdLogFile={root / "slurmd.log"}
+SlurmctldDebug=info
+SlurmdDebug=info
+# no cgroups, no accounting daemon: the least a job needs
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+MpiDefault=none
+SelectType=select/cons_tres
+SelectTypeParameters=CR_CPU
+ReturnToService=2
+# a cancelled job's processes get SIGKILL 5 s after SIGTERM
+KillWait=5
+# finished jobs stay visible to squeue (the plugin's status command) and scontrol for 10 min
+MinJobAge=600
+# the node as declared here, even where the machine has fewer CPUs or less memory
+SlurmdParameters=config_overrides
+NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={max(mem_mb, 8000)} State=UNKNOWN
+PartitionName=debug Nodes=localhost Default=YES MaxTime=INFINITE State=UP
+PartitionName={PARTITION} Nodes=localhost MaxTime=INFINITE State=UP
+"""
+    )
+    for name in ("state", "slurmd"):
+        (root / name).mkdir()
+    return conf
+
+
+class Cluster:
+    """munged, slurmctld and slurmd in the foreground, each a child process of the test."""
+
+    def __init__(self, root: Path):
+        self.root = root
+        self.env = dict(os.environ)
+        self.daemons: list[subprocess.Popen] = []
+
+    def start(self, name: str, *args: str) -> None:
+        with open(self.root / f"{name}.out", "w") as out:
+            self.daemons.append(
+                subprocess.Popen(
+                    [str(SBIN / name), *args],
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self.env,
+                    # A Ctrl-C (or a CI's SIGINT to the process group) reaches pytest only, so
+                    # the daemons are still there to cancel the jobs when the fixture ends.
+                    start_new_session=True,
+                )
+            )
+
+    def wait_for(self, what: str, ready, timeout: float = 60) -> None:
+        deadline = time.monotonic() + timeout
+        while not ready():
+            dead = [p.args[0] for p in self.daemons if p.poll() is not None]
+            if dead or time.monotonic() > deadline:
+                raise AssertionError(f"{what}: {dead or 'timed out'}\n{self.logs()}")
+            time.sleep(0.5)
+
+    def logs(self) -> str:
+        return "\n".join(
+            f"--- {p.name}\n{p.read_text()[-3000:]}"
+            for p in sorted(self.root.glob("*.out")) + sorted(self.root.glob("*.log"))
+        )
+
+    def node_state(self) -> str:
+        proc = run(["sinfo", "-h", "-N", "-p", PARTITION, "-o", "%T"], env=self.env, check=False)
+        return proc.stdout.strip()
+
+    def cancel_jobs(self) -> None:
+        """Cancel every job and wait until slurmd has ended them: no job outlives the test."""
+        run(["scancel", "--full", "--user", "root"], env=self.env, check=False)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            queue = ["squeue", "-h", "-t", "PENDING,RUNNING,COMPLETING"]
+            if not run(queue, env=self.env, check=False).stdout.strip():
+                return
+            time.sleep(1)
+
+    def stop(self) -> None:
+        try:
+            if len(self.daemons) == 3 and all(p.poll() is None for p in self.daemons):
+                self.cancel_jobs()
+        finally:
+            for proc in reversed(self.daemons):  # slurmd, slurmctld, munged
+                if proc.poll() is None:
+                    proc.send_signal(signal.SIGTERM)
+                    try:
+                        proc.wait(timeout=30)
+                    except subprocess.TimeoutExpired:
+                        proc.kill()
+                        proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory):
+    install_slurm()
+    root = tmp_path_factory.mktemp("slurm")
+    root.chmod(0o700)  # munged refuses a key in a folder that others may write to
+    key = root / "munge.key"
+    key.write_bytes(os.urandom(1024))
+    key.chmod(0o400)
+    conf = write_conf(root, cpus=max(os.cpu_count() or 1, int(profile()["cores"])))
+    cluster = Cluster(root)
+    cluster.env["SLURM_CONF"] = str(conf)
+    try:
+        claim_default_conf(conf)
+        cluster.start(
+            "munged",
+            "--foreground",
+            "--force",  # as root
+            f"--key-file={key}",
+            f"--socket={root / 'munge.sock'}",
+            f"--pid-file={root / 'munged.pid'}",
+            f"--seed-file={root / 'munged.seed'}",
+            f"--log-file={root / 'munged.log'}",
+        )
+        cluster.wait_for("munged", (root / "munge.sock").exists)
+        cluster.start("slurmctld", "-D", "-f", str(conf))
+        cluster.start("slurmd", "-D", "-N", "localhost", "-f", str(conf))
+        cluster.wait_for("slurmctld and slurmd", lambda: cluster.node_state() == "idle")
+        yield cluster
+    finally:
+        cluster.stop()
+        if DEFAULT_CONF.is_symlink() and DEFAULT_CONF.readlink() == conf:
+            DEFAULT_CONF.unlink()
+
+
+@pytest.fixture(scope="module")
+def slurm_run(cluster, tmp_path_factory):
+    """The demo's clips through `snakemake --workflow-profile profiles/slurm`, to qc.tsv."""
+    work = tmp_path_factory.mktemp("slurm_work")
+    sheet = pd.read_csv(REPO / "demo" / "clips.tsv", sep="\t", dtype=str)
+    sheet = sheet[sheet["clip"].isin(list(CLIPS))].copy()
+    sheet["path"] = [str(REPO / "demo" / p) for p in sheet["path"]]
+    sheet.to_csv(work / "clips.tsv", sep="\t", index=False)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["samples"] = str(work / "clips.tsv")
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+
+    env = dict(cluster.env, MSFF_SLURM_PARTITION=PARTITION, MSFF_SLURM_GPUS="0")
+    env.pop("MSFF_SLURM_ACCOUNT", None)  # no accounts without slurmdbd
+    cmd = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        REPO / "Snakefile",
+        "-d",
+        work,
+        "--workflow-profile",
+        REPO / "profiles" / "slurm",
+        # This cluster has no slurmdbd, hence no sacct; squeue keeps jobs for MinJobAge.
+        "--slurm-status-command",
+        "squeue",
+        "--slurm-init-seconds-before-status-checks",
+        "2",
+        "--slurm-keep-successful-logs",
+        "results/qc.tsv",
+    ]
+    proc = run(cmd, timeout=480, check=False, cwd=work, env=env)
+    if proc.returncode != 0:
+        raise AssertionError(
+            f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}\n{cluster.logs()}"
+        )
+    jobs = {}
+    for jobid, log in SUBMITTED.findall(proc.stderr):
+        fields = run(["scontrol", "-o", "show", "job", jobid], env=cluster.env).stdout.split()
+        jobs[jobid] = dict(f.split("=", 1) for f in fields if "=" in f)
+        jobs[jobid]["log"] = Path(log)
+    return work, proc, jobs
+
+
+def test_workflow_completes_on_slurm(slurm_run):
+    work, _, _ = slurm_run
+    qc = pd.read_csv(work / "results" / "qc.tsv", sep="\t", index_col="clip", dtype=str)
+    assert set(qc.index) == set(CLIPS)
+    assert (qc.status == "ok").all(), qc.to_dict("index")
+    assert qc.loc["03-01-05-02-01-01-01", "branches"] == "audio"
+    for clip, rules in CLIPS.items():
+        for rule in rules:
+            assert (work / "logs" / rule / f"{clip}.log").exists(), (rule, clip)
+
+
+def test_every_job_was_a_slurm_job_in_the_profiles_partition(cluster, slurm_run):
+    work, proc, jobs = slurm_run
+    assert jobs, proc.stderr[-3000:]
+    run_id = re.search(r"SLURM run ID: (\S+)", proc.stderr).group(1)
+    controller_log = (cluster.root / "slurmctld.log").read_text()
+    for jobid, job in jobs.items():
+        assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
+        assert job["Partition"] == PARTITION, job
+        assert job["JobName"] == run_id and job["WorkDir"] == str(work), job
+        assert f"sched: Allocate JobId={jobid} NodeList=localhost" in controller_log
+        assert f"_job_complete: JobId={jobid} done" in controller_log
+        # the plugin's Slurm log of the job (kept with --slurm-keep-successful-logs)
+        assert job["log"].is_file() and job["StdOut"] == str(job["log"]), job
+        assert job["log"].is_relative_to(work / ".snakemake" / "slurm_logs")
+
+
+def executed(slurm_log: Path) -> set[tuple[str, str]]:
+    """(rule, clip) of every job that Snakemake ran inside a Slurm job, from its Slurm log."""
+    blocks = re.findall(r"^localrule (\w+):\n((?:[ \t]+.*\n)+)", slurm_log.read_text(), re.M)
+    return {
+        (rule, m.group(1)) if (m := re.search(r"wildcards: clip=(\S+)", body)) else (rule, "")
+        for rule, body in blocks
+    }
+
+
+def job_of(jobs: dict, prefix: str) -> dict:
+    """The one Slurm job whose log folder (group_<name>..., rule_<name>) starts with prefix."""
+    found = [job for job in jobs.values() if job["log"].parent.name.startswith(prefix)]
+    assert len(found) == 1, [str(job["log"]) for job in jobs.values()]
+    return found[0]
+
+
+def slurm_time(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}:00"
+
+
+def test_per_clip_rules_are_batched_into_one_job(slurm_run):
+    _, _, jobs = slurm_run
+    # 13 per-clip jobs of 3 clips in one Slurm job, then qc in a second one: nothing else
+    assert len(jobs) == 2, [str(job["log"]) for job in jobs.values()]
+    group = job_of(jobs, "group_preprocess")
+    qc = job_of(jobs, "rule_qc")
+    assert executed(group["log"]) == {
+        (rule, clip) for clip, rules in CLIPS.items() for rule in rules
+    }
+    assert executed(qc["log"]) == {("qc", "")}
+
+
+def test_the_profiles_resources_reach_slurm(slurm_run):
+    _, _, jobs = slurm_run
+    settings = profile()
+    defaults = settings["default-resources"]
+    group = job_of(jobs, "group_preprocess")
+    qc = job_of(jobs, "rule_qc")
+    # qc asks for the default resources
+    assert qc["NumCPUs"] == str(defaults["cpus_per_task"])
+    assert qc["MinMemoryNode"] == f"{defaults['mem_mb']}M"
+    assert qc["TimeLimit"] == slurm_time(eval(defaults["runtime"], {"attempt": 1}))
+    # the batch: no wider than `cores`, and the memory of its largest job, align_faces
+    assert group["NumCPUs"] == str(settings["cores"])
+    assert group["MinMemoryNode"] == f"{settings['set-resources']['align_faces']['mem_mb']}M"
