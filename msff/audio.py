@@ -11,6 +11,8 @@ first formants live. The segments of all scales start at the same times. Scales 
 
 from __future__ import annotations
 
+from functools import cache
+
 import numpy as np
 
 _EPS = 1e-10  # floor of magnitudes before the log
@@ -84,13 +86,18 @@ def spectrogram_images(
 IS09_NAME = "IS09_emotion"
 
 
-def opensmile_functionals(waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, list[str]]:
-    """The 384 IS09_emotion functionals of a waveform (the config the opensmile wheel ships)."""
+@cache
+def _is09():
+    # Building the extractor costs more than running it on a clip: build it once.
     import opensmile
 
-    smile = opensmile.Smile(
+    return opensmile.Smile(
         feature_set=opensmile.FeatureSet.IS09,
         feature_level=opensmile.FeatureLevel.Functionals,
     )
-    table = smile.process_signal(waveform.astype(np.float32), sample_rate)
+
+
+def opensmile_functionals(waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, list[str]]:
+    """The 384 IS09_emotion functionals of a waveform (the config the opensmile wheel ships)."""
+    table = _is09().process_signal(waveform.astype(np.float32), sample_rate)
     return table.to_numpy(np.float32).reshape(-1), list(table.columns)

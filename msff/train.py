@@ -28,6 +28,7 @@ class TrainSettings:
     """Training hyper-parameters (config ``train``)."""
 
     batch_size: int = 8
+    optimizer: str = "sgd"  # the paper's; "adam" trains from-scratch nets on a CPU budget
     lr: float = 0.01
     lr_decay: float = 0.95
     momentum: float = 0.9
@@ -123,9 +124,14 @@ def fit(
     seed_everything(settings.seed)
     model.to(device)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.SGD(
-        params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
-    )
+    if settings.optimizer == "sgd":
+        optimizer = torch.optim.SGD(
+            params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
+        )
+    elif settings.optimizer == "adam":
+        optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
+    else:
+        raise ValueError(f"optimizer={settings.optimizer!r} is not 'sgd' or 'adam'")
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.lr_decay)
     weight = None
     if settings.class_weighted:

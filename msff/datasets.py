@@ -1,0 +1,247 @@
+"""Torch datasets over the per-clip caches: face frames, face windows, spectrogram segments.
+
+Each item is ``(tensor, label)``; ``owner`` arrays map items back to clips so clip scores
+can be averaged (``msff.train.clip_means``). Clips a model cannot see (no face found, no
+audio) contribute no item and get the uniform score row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch.utils.data import Dataset
+
+from msff.train import windows
+
+Prepare = Callable[[np.ndarray], torch.Tensor]
+
+
+def augment_faces(
+    faces: np.ndarray, crop: int, rng: np.random.Generator, max_shift: float = 0.05
+) -> np.ndarray:
+    """Training augmentation of aligned faces (N, S, S, 3): flip, translation, random crop.
+
+    One random draw per call, applied to all N faces, so the frames of a sequence move
+    together. Returns (N, crop, crop, 3).
+    """
+    size = faces.shape[1]
+    if rng.random() < 0.5:
+        faces = faces[:, :, ::-1]
+    shift = int(round(max_shift * size))
+    if shift:  # translation: pad by `shift` and let the crop range over the padding too
+        faces = np.pad(faces, ((0, 0), (shift, shift), (shift, shift), (0, 0)), mode="edge")
+    y, x = rng.integers(0, faces.shape[1] - crop + 1, size=2)
+    return np.ascontiguousarray(faces[:, y : y + crop, x : x + crop])
+
+
+def centre_crop(faces: np.ndarray, crop: int) -> np.ndarray:
+    """Test-time crop of aligned faces (N, S, S, 3) -> (N, crop, crop, 3)."""
+    start = (faces.shape[1] - crop) // 2
+    return np.ascontiguousarray(faces[:, start : start + crop, start : start + crop])
+
+
+class _Caches:
+    """Open HDF5 files lazily, once per process (DataLoader workers each open their own)."""
+
+    def __init__(self):
+        self.files: dict[str, h5py.File] = {}
+
+    def __call__(self, path: str) -> h5py.File:
+        if path not in self.files:
+            self.files[path] = h5py.File(path, "r")
+        return self.files[path]
+
+    def __getstate__(self):
+        return {"files": {}}
+
+
+def found_rows(faces_h5: str | Path) -> np.ndarray:
+    """Row indices of the frames of a faces cache where the tracked face was found."""
+    with h5py.File(faces_h5, "r") as f:
+        if f.attrs["error"] or "found" not in f:
+            return np.zeros(0, int)
+        return np.flatnonzero(f["found"][()])
+
+
+class FaceFrames(Dataset):
+    """Every found face of the given clips, one item per frame (frame-level CNN training)."""
+
+    def __init__(
+        self,
+        faces_h5: Sequence[str],
+        labels: Sequence[int],
+        crop: int,
+        prepare: Prepare,
+        train: bool,
+        seed: int = 0,
+        max_frames: int | None = None,
+    ):
+        self.paths = [str(p) for p in faces_h5]
+        self.labels = list(labels)
+        self.crop, self.prepare, self.train = crop, prepare, train
+        self.rng = np.random.default_rng(seed)
+        items = []
+        for clip, path in enumerate(self.paths):
+            rows = found_rows(path)
+            if max_frames and len(rows) > max_frames:  # evenly spaced, not the first ones
+                rows = rows[np.linspace(0, len(rows) - 1, max_frames).round().astype(int)]
+            items += [(clip, int(r)) for r in rows]
+        self.items = items
+        self.owner = np.array([c for c, _ in items], dtype=int)
+        self.open = _Caches()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        clip, row = self.items[i]
+        face = self.open(self.paths[clip])["faces"][row : row + 1]
+        face = (
+            augment_faces(face, self.crop, self.rng) if self.train else centre_crop(face, self.crop)
+        )
+        return self.prepare(face)[0], self.labels[clip]
+
+
+class FeatureWindows(Dataset):
+    """Windows of ``length`` consecutive per-frame (or per-segment) feature vectors.
+
+    ``features`` holds one (n_i, D) array per clip; a clip shorter than the window is
+    looped into one window (see ``msff.train.windows``), an empty one gives no item.
+    """
+
+    def __init__(
+        self, features: Sequence[np.ndarray], labels: Sequence[int], length: int, stride: int
+    ):
+        self.features = [np.asarray(f, np.float32) for f in features]
+        self.labels = list(labels)
+        self.items = [
+            (c, w) for c, f in enumerate(self.features) for w in windows(len(f), length, stride)
+        ]
+        self.owner = np.array([c for c, _ in self.items], dtype=int)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        clip, index = self.items[i]
+        return torch.from_numpy(self.features[clip][index]), self.labels[clip]
+
+
+class FaceClips(Dataset):
+    """Windows of ``length`` aligned faces as (3, T, size, size) volumes, for C3D.
+
+    ``prepare`` takes one (3, T, size, size) float volume of 0-255 RGB pixels.
+    """
+
+    def __init__(
+        self,
+        faces_h5: Sequence[str],
+        labels: Sequence[int],
+        length: int,
+        stride: int,
+        crop: int,
+        size: int,
+        train: bool,
+        prepare: Prepare,
+        seed: int = 0,
+    ):
+        self.paths = [str(p) for p in faces_h5]
+        self.labels = list(labels)
+        self.crop, self.size, self.train, self.prepare = crop, size, train, prepare
+        self.rng = np.random.default_rng(seed)
+        self.items = [
+            (c, found[w])
+            for c, p in enumerate(self.paths)
+            for found in [found_rows(p)]
+            for w in windows(len(found), length, stride)
+        ]
+        self.owner = np.array([c for c, _ in self.items], dtype=int)
+        self.open = _Caches()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        clip, rows = self.items[i]
+        faces = self.open(self.paths[clip])["faces"]
+        order = np.argsort(rows)  # h5py reads sorted, unique indices; map back after
+        unique, inverse = np.unique(rows[order], return_inverse=True)
+        volume = faces[unique][inverse][np.argsort(order)]
+        volume = (
+            augment_faces(volume, self.crop, self.rng)
+            if self.train
+            else centre_crop(volume, self.crop)
+        )
+        video = torch.from_numpy(volume).permute(3, 0, 1, 2).float()  # (3, T, H, W)
+        if self.size != self.crop:
+            video = torch.nn.functional.interpolate(
+                video,
+                size=(self.size, self.size),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            )
+        return self.prepare(video), self.labels[clip]
+
+
+def add_noise(
+    images: np.ndarray, rng: np.random.Generator, gaussian_std: float, salt_pepper: float
+) -> np.ndarray:
+    """The paper's spectrogram augmentation: Gaussian noise, then salt-and-pepper noise.
+
+    ``images`` are uint8; the result keeps their shape, dtype and 0-255 range.
+    """
+    noisy = images.astype(np.float32) + rng.normal(0, gaussian_std, images.shape)
+    flip = rng.random(images.shape)
+    noisy[flip < salt_pepper / 2] = 0
+    noisy[flip > 1 - salt_pepper / 2] = 255
+    return np.clip(np.round(noisy), 0, 255).astype(np.uint8)
+
+
+class SpectrogramSegments(Dataset):
+    """Spectrogram segment images of the given clips, one item per (scale, segment).
+
+    Training takes every rate scale (the lower ones are augmentation) and adds noise;
+    test time takes scale 1.0 only. Images become 3-channel tensors for VGG-19.
+    """
+
+    def __init__(
+        self,
+        spectrogram_h5: Sequence[str],
+        labels: Sequence[int],
+        train: bool,
+        prepare: Prepare,
+        gaussian_std: float = 8.0,
+        salt_pepper: float = 0.01,
+        seed: int = 0,
+    ):
+        self.paths = [str(p) for p in spectrogram_h5]
+        self.labels = list(labels)
+        self.train, self.prepare = train, prepare
+        self.noise = (gaussian_std, salt_pepper)
+        self.rng = np.random.default_rng(seed)
+        self.items = []
+        for clip, path in enumerate(self.paths):
+            with h5py.File(path, "r") as f:
+                if f.attrs["error"] or f.attrs.get("silent", False):
+                    continue  # nothing to hear: the clip scores uniform
+                scales = f["scales"][()]
+                use = range(len(scales)) if train else np.flatnonzero(np.isclose(scales, 1.0))
+                n = f["images"].shape[1]
+                self.items += [(clip, int(r), k) for r in use for k in range(n)]
+        self.owner = np.array([c for c, _, _ in self.items], dtype=int)
+        self.open = _Caches()
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __getitem__(self, i: int):
+        clip, scale, segment = self.items[i]
+        image = self.open(self.paths[clip])["images"][scale, segment][None]
+        if self.train:
+            image = add_noise(image, self.rng, *self.noise)
+        return self.prepare(image)[0], self.labels[clip]

@@ -1,0 +1,107 @@
+rule finetune_cnn:
+    input:
+        faces=get_face_caches,
+        code=msff_code("msff.stages.models"),
+    output:
+        model="results/models/{backbone}_cnn.pt",
+        provenance="results/models/{backbone}_cnn.json",
+        scores="results/scores/{backbone}_frames.tsv",
+    log:
+        "logs/finetune_cnn/{backbone}.log",
+    benchmark:
+        "benchmarks/finetune_cnn/{backbone}.tsv"
+    conda:
+        "../../envs/msff.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        clips=clip_records(),
+        faces=face_cache_map,
+        classes=CLASSES,
+        train=TRAIN,
+        models=PRESET["models"],
+        weights=lambda wildcards: config["weights"].get(wildcards.backbone),
+        config=config,
+    script:
+        "../scripts/finetune_cnn.py"
+
+
+rule cnn_features:
+    input:
+        model="results/models/{backbone}_cnn.pt",
+        faces=get_face_caches,
+        code=msff_code("msff.stages.models"),
+    output:
+        "results/features/{backbone}.h5",
+    log:
+        "logs/cnn_features/{backbone}.log",
+    benchmark:
+        "benchmarks/cnn_features/{backbone}.tsv"
+    conda:
+        "../../envs/msff.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        clips=clip_records(),
+        faces=face_cache_map,
+    script:
+        "../scripts/cnn_features.py"
+
+
+rule train_blstm:
+    input:
+        features="results/features/{backbone}.h5",
+        code=msff_code("msff.stages.models"),
+    output:
+        scores="results/scores/{backbone}_blstm.tsv",
+        model="results/models/{backbone}_blstm.pt",
+        provenance="results/models/{backbone}_blstm.json",
+    log:
+        "logs/train_blstm/{backbone}.log",
+    benchmark:
+        "benchmarks/train_blstm/{backbone}.tsv"
+    conda:
+        "../../envs/msff.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        clips=clip_records(),
+        classes=CLASSES,
+        train=TRAIN,
+        models=PRESET["models"],
+        unseen="no face found",
+        config=config,
+    script:
+        "../scripts/train_blstm.py"
+
+
+rule train_c3d:
+    input:
+        faces=get_face_caches,
+        code=msff_code("msff.stages.models"),
+    output:
+        scores="results/scores/c3d.tsv",
+        model="results/models/c3d.pt",
+        provenance="results/models/c3d.json",
+    log:
+        "logs/train_c3d.log",
+    benchmark:
+        "benchmarks/train_c3d.tsv"
+    conda:
+        "../../envs/msff.yaml"
+    threads: 2
+    resources:
+        gpu=1,
+    params:
+        clips=clip_records(),
+        faces=face_cache_map,
+        classes=CLASSES,
+        train=TRAIN,
+        models=PRESET["models"],
+        weights=config["weights"].get("c3d"),
+        config=config,
+    script:
+        "../scripts/train_c3d.py"

@@ -1,0 +1,25 @@
+from msff.logs import log_to
+
+log_to(snakemake.log[0])
+import torch
+
+from msff.stages.models import finetune_cnn
+from msff.train import TrainSettings
+
+torch.set_num_threads(snakemake.threads)
+models = snakemake.params.models
+finetune_cnn(
+    snakemake.wildcards.backbone,
+    snakemake.params.clips,
+    snakemake.params.faces,
+    snakemake.output.model,
+    snakemake.output.provenance,
+    snakemake.output.scores,
+    snakemake.params.classes,
+    TrainSettings(**snakemake.params.train),
+    fc_width=models["fc_width"],
+    crop=models["cnn_crop"],
+    max_train_frames=models["max_train_frames"],
+    weights=snakemake.params.weights,
+    config=snakemake.params.config,
+)

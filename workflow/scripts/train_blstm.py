@@ -1,0 +1,24 @@
+from msff.logs import log_to
+
+log_to(snakemake.log[0])
+import torch
+
+from msff.stages.models import train_blstm
+from msff.train import TrainSettings
+
+torch.set_num_threads(snakemake.threads)
+models = snakemake.params.models
+train_blstm(
+    snakemake.input.features,
+    snakemake.params.clips,
+    snakemake.output.scores,
+    snakemake.output.model,
+    snakemake.output.provenance,
+    snakemake.params.classes,
+    TrainSettings(**snakemake.params.train),
+    hidden=models["blstm_hidden"],
+    window=models["window"],
+    stride=models["window_stride"],
+    unseen_note=snakemake.params.unseen,
+    config=snakemake.params.config,
+)
