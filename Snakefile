@@ -11,11 +11,17 @@ min_version("9.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/media.smk"
 include: "workflow/rules/faces.smk"
 include: "workflow/rules/audio.smk"
 include: "workflow/rules/qc.smk"
+include: "workflow/rules/face_models.smk"
+include: "workflow/rules/audio_models.smk"
+include: "workflow/rules/fuse.smk"
 
 
 rule all:

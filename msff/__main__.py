@@ -28,7 +28,8 @@ def build_sheet(args: argparse.Namespace) -> None:
         else:
             raise MsffError(f"{path}: neither a folder nor a labels.csv")
     fractions = {"train": args.train, "val": args.val, "test": args.test}
-    clips = sheet.assign_splits(clips, fractions, args.seed)
+    fixed = dict(item.split("=", 1) for item in args.assign)
+    clips = sheet.assign_splits(clips, fractions, args.seed, fixed)
     streams = None
     if not args.no_probe:
         streams = {}
@@ -71,6 +72,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", type=float, default=0.6, help="fraction of speakers in train")
     p.add_argument("--val", type=float, default=0.2, help="fraction of speakers in val")
     p.add_argument("--test", type=float, default=0.2, help="fraction of speakers in test")
+    p.add_argument(
+        "--assign",
+        action="append",
+        default=[],
+        metavar="SPEAKER=SPLIT",
+        help="put a speaker into a split (repeatable); the rest are split at random",
+    )
     p.add_argument(
         "--no-probe", action="store_true", help="do not probe clips for video/audio streams"
     )

@@ -188,8 +188,24 @@ def split_speakers(
     return assignment
 
 
-def assign_splits(clips: list[Clip], fractions: dict[str, float], seed: int) -> list[Clip]:
-    """Split clips by speaker; clips that already carry a split keep it."""
+def assign_splits(
+    clips: list[Clip],
+    fractions: dict[str, float],
+    seed: int,
+    speakers: dict[str, str] | None = None,
+) -> list[Clip]:
+    """Split clips by speaker; clips that already carry a split keep it.
+
+    ``speakers`` puts named speakers into named splits (e.g. a held-out test speaker);
+    the other speakers are split at random with ``seed``.
+    """
+    for speaker, split in (speakers or {}).items():
+        if split not in SPLITS:
+            raise ConfigError(f"speaker {speaker!r}: split {split!r} is not one of {SPLITS}")
+    clips = [
+        Clip(c.clip, c.path, c.label, c.speaker, (speakers or {}).get(c.speaker, c.split))
+        for c in clips
+    ]
     given = [c for c in clips if c.split]
     todo = [c for c in clips if not c.split]
     taken = {c.speaker: c.split for c in given}

@@ -16,7 +16,7 @@ def test_repo_config_is_valid(repo_config):
 
 def test_presets_are_side_by_side_with_the_same_keys(repo_config):
     paper, cpu = repo_config["presets"]["paper"], repo_config["presets"]["cpu"]
-    for section in ("frames", "faces", "audio"):
+    for section in ("frames", "faces", "audio", "models"):
         assert paper[section].keys() == cpu[section].keys()
     # The paper's sizes, as DESIGN.md gives them.
     assert paper["faces"]["size"] == 256
@@ -24,6 +24,11 @@ def test_presets_are_side_by_side_with_the_same_keys(repo_config):
     assert paper["audio"]["image_size"] == 224
     assert paper["audio"]["segment_ms"] == 300 and paper["audio"]["overlap"] == 0.5
     assert paper["frames"]["fps"] is None
+    assert paper["models"]["fc_width"] == 4096 and paper["models"]["blstm_hidden"] == 256
+    assert paper["models"]["window"] == 8 and paper["models"]["c3d_frames"] == 16
+    assert paper["models"]["c3d_size"] == 112 and paper["models"]["cnn_crop"] == 224
+    assert (paper["models"]["optimizer"], paper["models"]["lr"]) == ("sgd", 0.01)
+    assert repo_config["train"]["batch_size"] == 8 and repo_config["train"]["lr_decay"] == 0.95
     # cpu is smaller everywhere it differs.
     assert cpu["faces"]["size"] < paper["faces"]["size"]
     assert cpu["audio"]["image_size"] < paper["audio"]["image_size"]

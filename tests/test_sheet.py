@@ -155,3 +155,17 @@ def test_cli_builds_a_sheet_that_the_schema_accepts(tmp_path, capsys):
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):
     assert main(["build-sheet", str(tmp_path / "nothing"), "--out", str(tmp_path / "x.tsv")]) == 2
     assert "nothing: neither a folder nor a labels.csv" in capsys.readouterr().err
+
+
+def test_named_speakers_go_to_named_splits():
+    clips = sheet.from_folder(DATA / "ravdess_speech")
+    out = sheet.assign_splits(
+        clips,
+        {"train": 0.6, "val": 0.2, "test": 0.2},
+        seed=1,
+        speakers={"01": "test", "02": "test"},
+    )
+    by_speaker = {c.speaker: c.split for c in out}
+    assert by_speaker["01"] == by_speaker["02"] == "test"
+    with pytest.raises(ConfigError, match="split 'dev' is not one of"):
+        sheet.assign_splits(clips, {"train": 1}, seed=1, speakers={"01": "dev"})

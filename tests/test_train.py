@@ -58,3 +58,10 @@ def test_scores_file_round_trip_and_checks(tmp_path):
     with pytest.raises(ValueError, match="summing to 1"):
         scores.write(path, ["c1"], ["train"], [[0.3, 0.3]], classes)
     assert scores.read(path, classes).shape[0] == 2  # the bad write left the file alone
+
+
+def test_uniform_rows_for_clips_a_model_cannot_see():
+    rows = scores.uniform(3, 7)
+    assert rows.shape == (3, 7)
+    np.testing.assert_allclose(rows, 1 / 7)
+    assert scores.uniform(0, 7).shape == (0, 7)

@@ -1,3 +1,4 @@
+import os
 import re
 from pathlib import Path
 
@@ -22,11 +23,12 @@ for _clip in SHEET[SHEET.excluded != ""].itertuples():
 
 wildcard_constraints:
     clip="|".join(re.escape(c) for c in CLIPS.index) or "(?!)",
+    backbone="fer2013|vgg_face|resnet50",
 
 
 def msff_code(module):
     """The msff source files a stage runs: editing one reruns that stage (see msff/codedeps.py)."""
-    return module_files(module, workflow.basedir)
+    return [os.path.relpath(path) for path in module_files(module, workflow.basedir)]
 
 
 def has_stream(clip, column):
@@ -64,5 +66,91 @@ def get_qc_input(wildcards):
     return [path for caches in get_qc_caches().values() for path in caches.values()]
 
 
+CLASSES = config["labels"]["classes"]
+
+
+def clip_records():
+    """Clip, class, split and speaker of every clip that runs (what model rules need)."""
+    return CLIPS[["clip", "class", "split", "speaker"]].to_dict("records")
+
+
+# Every neural head trains with these: config train, the preset's optimiser, rate and
+# epochs, the seed.
+TRAIN = dict(
+    config["train"],
+    optimizer=PRESET["models"]["optimizer"],
+    lr=PRESET["models"]["lr"],
+    epochs=PRESET["models"]["epochs"],
+    seed=config["seed"],
+)
+
+
+def audio_clips():
+    return [clip for clip in CLIPS.index if has_stream(clip, "has_audio")]
+
+
+def video_clips():
+    return [clip for clip in CLIPS.index if has_stream(clip, "has_video")]
+
+
+def get_opensmile_features(wildcards):
+    return [f"results/opensmile/{clip}.h5" for clip in audio_clips()]
+
+
+def get_face_caches(wildcards):
+    return [f"results/faces/{clip}.h5" for clip in video_clips()]
+
+
+def face_cache_map(wildcards):
+    return {clip: f"results/faces/{clip}.h5" for clip in video_clips()}
+
+
+def get_spectrogram_caches(wildcards):
+    return [f"results/spectrograms/{clip}.h5" for clip in audio_clips()]
+
+
+def spectrogram_cache_map(wildcards):
+    return {clip: f"results/spectrograms/{clip}.h5" for clip in audio_clips()}
+
+
+def model_names():
+    """Every model config turns on, by the name of its scores file."""
+    models = config["models"]
+    names = []
+    for backbone in models["face_backbones"]:
+        names += [f"{backbone}_frames", f"{backbone}_blstm"]
+    if models["c3d"]:
+        names.append("c3d")
+    if models["audio_cnn"]:
+        names.append("vgg19_blstm_audio")
+    if models["opensmile_svm"]:
+        names.append("opensmile_svm")
+    return names
+
+
+def model_scores():
+    return [f"results/scores/{name}.tsv" for name in model_names()]
+
+
+_unknown = sorted(set(config["fusion"]["models"]) - set(model_names()))
+if _unknown:
+    raise ValueError(
+        f"config fusion.models: {_unknown} are not models this config runs: {model_names()}"
+    )
+
+
+def get_fusion_scores(wildcards):
+    return [f"results/scores/{name}.tsv" for name in config["fusion"]["models"]]
+
+
+def get_all_scores(wildcards):
+    return [*model_scores(), "results/scores/fusion.tsv"]
+
+
 def get_final_output():
-    return ["results/qc.tsv"]
+    return [
+        "results/qc.tsv",
+        "results/predictions.tsv",
+        "results/evaluation/table1.tsv",
+        "results/evaluation/table2.tsv",
+    ]

@@ -1,0 +1,177 @@
+"""Stages fuse and evaluate: fusion weights, predictions, and every model's metrics.
+
+fuse      grid-searches the fusion weights on the validation clips, writes the weights,
+          the fused scores of every clip, and the predictions of the test clips
+evaluate  Table 1 (each model and the fusion: accuracy, UAR, macro-F1, per-class recall,
+          on every split), Table 2 (every subset of the fused models, weights searched on
+          validation), confusion matrices (TSV and PNG) of the validation and test splits
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from itertools import combinations
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from msff import evaluate, fusion, scores
+from msff.stages import log
+
+SPLITS = ("train", "val", "test")
+
+
+def _atomic_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _atomic_tsv(path: str | Path, table: pd.DataFrame) -> None:
+    _atomic_text(path, table.to_csv(sep="\t", index=False, float_format="%.4f"))
+
+
+def load_scores(paths: dict[str, str], clips: list[dict], classes: list[str]) -> dict:
+    """Each model's score matrix, rows in the order of ``clips``."""
+    ids = [c["clip"] for c in clips]
+    out = {}
+    for name, path in paths.items():
+        table = scores.read(path, classes)
+        missing = sorted(set(ids) - set(table.index))
+        if missing:
+            raise ValueError(f"{path}: no row for clips {missing[:5]}")
+        out[name] = table.loc[ids, classes].to_numpy(float)
+    return out
+
+
+def _truth(clips, classes) -> np.ndarray:
+    return np.array([classes.index(c["class"]) for c in clips])
+
+
+def _split(clips, split) -> np.ndarray:
+    return np.array([c["split"] == split for c in clips])
+
+
+def fuse(
+    score_paths: dict[str, str],
+    clips: list[dict],
+    classes: list[str],
+    step: float,
+    cv_folds: int,
+    seed: int,
+    out_weights: str,
+    out_scores: str,
+    out_predictions: str,
+    submission_dir: str | None = None,
+) -> dict:
+    """Search the weights on validation, fuse every clip, predict the test clips."""
+    matrices = load_scores(score_paths, clips, classes)
+    names = list(matrices)
+    truth, val = _truth(clips, classes), _split(clips, "val")
+    if not val.any():
+        raise ValueError("fuse: the sheet has no validation clip to search the weights on")
+    result = fusion.search([matrices[n][val] for n in names], truth[val], step)
+    single = {n: float((matrices[n][val].argmax(1) == truth[val]).mean()) for n in names}
+    record = {
+        "models": names,
+        "weights": dict(zip(names, result.weights.round(6).tolist(), strict=True)),
+        "val_accuracy": result.accuracy,
+        "val_accuracy_per_model": single,
+        "step": step,
+        "n_val_clips": int(val.sum()),
+    }
+    if cv_folds > 1:
+        groups = [clips[i]["speaker"] for i in np.flatnonzero(val)]
+        record["cross_validation"] = fusion.cross_validate(
+            [matrices[n][val] for n in names], truth[val], groups, cv_folds, step, seed
+        )
+    log.info(
+        "fusion weights %s: val accuracy %.3f (best single model %.3f)",
+        record["weights"],
+        result.accuracy,
+        max(single.values()),
+    )
+    _atomic_text(out_weights, json.dumps(record, indent=2))
+    fused = fusion.fuse([matrices[n] for n in names], result.weights)
+    scores.write(
+        out_scores, [c["clip"] for c in clips], [c["split"] for c in clips], fused, classes
+    )
+    test = np.flatnonzero(_split(clips, "test"))
+    predictions = pd.DataFrame(fused[test], columns=classes)
+    predictions.insert(0, "predicted", [classes[k] for k in fused[test].argmax(1)])
+    predictions.insert(0, "clip", [clips[i]["clip"] for i in test])
+    _atomic_tsv(out_predictions, predictions)
+    if submission_dir:
+        # EmotiW: one text file per clip, named after it, holding the predicted label.
+        for clip, label in zip(predictions.clip, predictions.predicted, strict=True):
+            _atomic_text(Path(submission_dir) / f"{clip}.txt", label.capitalize() + "\n")
+    return record
+
+
+def coverage(qc_tsv: str, clips: list[dict]) -> dict[str, float]:
+    """Mean face coverage (% of frames with the tracked face) per split, over all clips."""
+    qc = pd.read_csv(qc_tsv, sep="\t", keep_default_na=False).set_index("clip")
+    out = {}
+    for split in SPLITS:
+        ids = [c["clip"] for c in clips if c["split"] == split]
+        values = pd.to_numeric(qc.loc[ids, "face_coverage_pct"], errors="coerce").fillna(0)
+        out[split] = float(values.mean()) if len(ids) else float("nan")
+    return out
+
+
+def evaluate_all(
+    score_paths: dict[str, str],
+    fused_models: list[str],
+    clips: list[dict],
+    classes: list[str],
+    step: float,
+    qc_tsv: str,
+    out_table1: str,
+    out_table2: str,
+    out_confusion_dir: str,
+) -> None:
+    """Write Table 1, Table 2 and the confusion matrices (see the module docstring)."""
+    matrices = load_scores(score_paths, clips, classes)
+    truth = _truth(clips, classes)
+    faces = coverage(qc_tsv, clips)
+    rows = []
+    confusion_dir = Path(out_confusion_dir)
+    for name, matrix in matrices.items():
+        predicted = matrix.argmax(1)
+        for split in SPLITS:
+            pick = _split(clips, split)
+            if not pick.any():
+                continue
+            row = {"model": name, "split": split, "face_coverage_pct": faces[split]}
+            row.update(evaluate.metrics(truth[pick], predicted[pick], classes))
+            rows.append(row)
+            if split in ("val", "test"):
+                table = evaluate.confusion(truth[pick], predicted[pick], classes)
+                _atomic_tsv(confusion_dir / f"{name}.{split}.tsv", table.reset_index(names="true"))
+                evaluate.confusion_png(
+                    table,
+                    confusion_dir / f"{name}.{split}.png",
+                    f"{name}, {split} ({int(pick.sum())} clips)",
+                )
+    _atomic_tsv(out_table1, pd.DataFrame(rows))
+    val, test = _split(clips, "val"), _split(clips, "test")
+    subsets = []
+    for k in range(1, len(fused_models) + 1):
+        for subset in combinations(fused_models, k):
+            result = fusion.search([matrices[m][val] for m in subset], truth[val], step)
+            fused = fusion.fuse([matrices[m] for m in subset], result.weights).argmax(1)
+            subsets.append(
+                {
+                    "models": " + ".join(subset),
+                    "weights": " / ".join(f"{w:.3f}" for w in result.weights),
+                    "val_accuracy": result.accuracy,
+                    "test_accuracy": float((fused[test] == truth[test]).mean())
+                    if test.any()
+                    else float("nan"),
+                }
+            )
+    _atomic_tsv(out_table2, pd.DataFrame(subsets))

@@ -1,0 +1,69 @@
+rule fuse:
+    input:
+        scores=get_fusion_scores,
+        code=msff_code("msff.stages.fuse"),
+    output:
+        weights=report(
+            "results/fusion/weights.json",
+            caption="../report/weights.rst",
+            category="3. Fusion",
+        ),
+        scores="results/scores/fusion.tsv",
+        predictions=report(
+            "results/predictions.tsv",
+            caption="../report/predictions.rst",
+            category="3. Fusion",
+        ),
+    log:
+        "logs/fuse.log",
+    conda:
+        "../../envs/msff.yaml"
+    params:
+        scores=lambda wildcards, input: dict(
+            zip(config["fusion"]["models"], input.scores)
+        ),
+        clips=clip_records(),
+        classes=CLASSES,
+        fusion=config["fusion"],
+        seed=config["seed"],
+    script:
+        "../scripts/fuse.py"
+
+
+rule evaluate:
+    input:
+        scores=get_all_scores,
+        qc="results/qc.tsv",
+        code=msff_code("msff.stages.fuse"),
+    output:
+        table1=report(
+            "results/evaluation/table1.tsv",
+            caption="../report/table1.rst",
+            category="2. Models",
+        ),
+        table2=report(
+            "results/evaluation/table2.tsv",
+            caption="../report/table2.rst",
+            category="3. Fusion",
+        ),
+        confusion=report(
+            directory("results/evaluation/confusion"),
+            patterns=["{name}.{split}.png"],
+            caption="../report/confusion.rst",
+            category="2. Models",
+            subcategory="Confusion matrices",
+            labels={"model": "{name}", "split": "{split}"},
+        ),
+    log:
+        "logs/evaluate.log",
+    conda:
+        "../../envs/msff.yaml"
+    params:
+        scores=lambda wildcards, input: dict(
+            zip([*model_names(), "fusion"], input.scores)
+        ),
+        clips=clip_records(),
+        classes=CLASSES,
+        fusion=config["fusion"],
+    script:
+        "../scripts/evaluate.py"

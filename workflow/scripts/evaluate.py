@@ -1,0 +1,17 @@
+from msff.logs import log_to
+
+console = log_to(snakemake.log[0])
+from msff.stages.fuse import evaluate_all
+
+evaluate_all(
+    snakemake.params.scores,
+    snakemake.params.fusion["models"],
+    snakemake.params.clips,
+    snakemake.params.classes,
+    step=snakemake.params.fusion["step"],
+    qc_tsv=snakemake.input.qc,
+    out_table1=snakemake.output.table1,
+    out_table2=snakemake.output.table2,
+    out_confusion_dir=snakemake.output.confusion,
+)
+print(f"evaluation: {snakemake.output.table1}, {snakemake.output.table2}", file=console)

@@ -1,0 +1,23 @@
+from msff.logs import log_to
+
+console = log_to(snakemake.log[0])
+from msff.stages.fuse import fuse
+
+settings = snakemake.params.fusion
+record = fuse(
+    snakemake.params.scores,
+    snakemake.params.clips,
+    snakemake.params.classes,
+    step=settings["step"],
+    cv_folds=settings["cv_folds"],
+    seed=snakemake.params.seed,
+    out_weights=snakemake.output.weights,
+    out_scores=snakemake.output.scores,
+    out_predictions=snakemake.output.predictions,
+    submission_dir="results/submission" if settings["submission"] else None,
+)
+print(
+    f"predictions: {snakemake.output.predictions} (fusion weights "
+    f"{record['weights']}, validation accuracy {record['val_accuracy']:.3f})",
+    file=console,
+)
