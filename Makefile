@@ -1,5 +1,5 @@
 # Two commands for a fresh machine (Python 3.11, no GPU, no conda):
-#   make demo   set up .venv and run the workflow on the embedded demo clips
+#   make demo   set up .venv, run the workflow on the embedded demo clips, write the report
 #   make test   set up .venv and run the tests (what CI runs)
 VENV ?= .venv
 BIN := $(VENV)/bin
@@ -20,8 +20,11 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/snakemake --cores $(CORES)
-	@echo "qc table: $(CURDIR)/results/qc.tsv"
+	$(BIN)/snakemake --cores $(CORES) --quiet rules
+	$(BIN)/snakemake --report report.html
+	@echo "predictions: $(CURDIR)/results/predictions.tsv"
+	@echo "report:      $(CURDIR)/report.html"
+	@echo "tables:      $(CURDIR)/results/evaluation/table1.tsv, table2.tsv; qc: results/qc.tsv"
 
 test: setup
 	PATH=$(CURDIR)/$(BIN):$$PATH $(BIN)/pytest

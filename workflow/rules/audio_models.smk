@@ -48,7 +48,6 @@ rule finetune_audio_cnn:
         models=PRESET["models"],
         weights=config["weights"].get("vgg19"),
         noise=config["audio_augmentation"],
-        config=config,
     script:
         "../scripts/finetune_audio_cnn.py"
 
@@ -99,6 +98,5 @@ rule train_blstm_audio:
         train=TRAIN,
         models=PRESET["models"],
         unseen="no audio, or a silent track",
-        config=config,
     script:
         "../scripts/train_blstm.py"

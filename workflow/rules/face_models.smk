@@ -22,7 +22,6 @@ rule finetune_cnn:
         train=TRAIN,
         models=PRESET["models"],
         weights=lambda wildcards: config["weights"].get(wildcards.backbone),
-        config=config,
     script:
         "../scripts/finetune_cnn.py"
 
@@ -73,7 +72,6 @@ rule train_blstm:
         train=TRAIN,
         models=PRESET["models"],
         unseen="no face found",
-        config=config,
     script:
         "../scripts/train_blstm.py"
 
@@ -102,6 +100,5 @@ rule train_c3d:
         train=TRAIN,
         models=PRESET["models"],
         weights=config["weights"].get("c3d"),
-        config=config,
     script:
         "../scripts/train_c3d.py"

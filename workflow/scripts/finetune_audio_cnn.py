@@ -22,5 +22,5 @@ finetune_audio_cnn(
     batch_norm=models["batch_norm"],
     gaussian_std=snakemake.params.noise["gaussian_std"],
     salt_pepper=snakemake.params.noise["salt_pepper"],
-    config=snakemake.params.config,
+    config=snakemake.config,  # provenance only: not a param, so no rerun trigger
 )

@@ -21,5 +21,5 @@ finetune_cnn(
     crop=models["cnn_crop"],
     max_train_frames=models["max_train_frames"],
     weights=snakemake.params.weights,
-    config=snakemake.params.config,
+    config=snakemake.config,  # provenance only: not a param, so no rerun trigger
 )

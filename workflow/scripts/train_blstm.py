@@ -20,5 +20,5 @@ train_blstm(
     window=models["window"],
     stride=models["window_stride"],
     unseen_note=snakemake.params.unseen,
-    config=snakemake.params.config,
+    config=snakemake.config,  # provenance only: not a param, so no rerun trigger
 )

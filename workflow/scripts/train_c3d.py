@@ -24,5 +24,5 @@ train_c3d(
     stride=models["c3d_frames"] // 2,
     weights=snakemake.params.weights,
     batch_norm=models["batch_norm"],
-    config=snakemake.params.config,
+    config=snakemake.config,  # provenance only: not a param, so no rerun trigger
 )
