@@ -45,6 +45,34 @@ def _save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:
     os.replace(tmp, path)
 
 
+def _keep(
+    out_model,
+    out_provenance,
+    model,
+    meta,
+    config,
+    settings,
+    history,
+    started,
+    dev,
+    weights: dict,
+    extra: dict | None = None,
+) -> None:
+    """Save a trained model and write its provenance beside it."""
+    _save(out_model, model, meta)
+    write_provenance(
+        out_provenance,
+        config=config or {},
+        settings=settings,
+        history=history,
+        started=started,
+        finished=time.time(),
+        weights=weights,
+        device=dev,
+        extra={"model": meta, **(extra or {})},
+    )
+
+
 def _load(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
@@ -135,7 +163,6 @@ def finetune_cnn(
         weights=built.weights,
         pretrained=built.pretrained,
     )
-    _save(out_model, built.model, meta)
     seen_idx = [i for i, p in enumerate(paths) if p]
     every = frames(seen_idx, False, None)
     probs = predict(built.model, every, dev)
@@ -148,16 +175,18 @@ def finetune_cnn(
         "no face found",
         f"{backbone} frames",
     )
-    write_provenance(
+    _keep(
+        out_model,
         out_provenance,
-        config=config or {},
-        settings=settings,
-        history=history,
-        started=started,
-        finished=time.time(),
-        weights={backbone: built.weights},
-        device=dev,
-        extra={"model": meta, "n_train_frames": len(every)},
+        built.model,
+        meta,
+        config,
+        settings,
+        history,
+        started,
+        dev,
+        {backbone: built.weights},
+        extra={"n_scored_frames": len(every)},
     )
 
 
@@ -287,17 +316,17 @@ def train_blstm(
         features=str(features_h5),
         backbone=str(source.get("backbone")),
     )
-    _save(out_model, model, meta)
-    write_provenance(
+    _keep(
+        out_model,
         out_provenance,
-        config=config or {},
-        settings=settings,
-        history=history,
-        started=started,
-        finished=time.time(),
-        weights={"features": str(source.get("weights"))},
-        device=dev,
-        extra={"model": meta},
+        model,
+        meta,
+        config,
+        settings,
+        history,
+        started,
+        dev,
+        {"features": str(source.get("weights"))},
     )
 
 
@@ -360,17 +389,17 @@ def train_c3d(
         classes=classes,
         weights=built.weights,
     )
-    _save(out_model, built.model, meta)
-    write_provenance(
+    _keep(
+        out_model,
         out_provenance,
-        config=config or {},
-        settings=settings,
-        history=history,
-        started=started,
-        finished=time.time(),
-        weights={"c3d": built.weights},
-        device=dev,
-        extra={"model": meta},
+        built.model,
+        meta,
+        config,
+        settings,
+        history,
+        started,
+        dev,
+        {"c3d": built.weights},
     )
 
 
@@ -423,20 +452,18 @@ def finetune_audio_cnn(
         weights=built.weights,
         pretrained=built.pretrained,
     )
-    _save(out_model, built.model, meta)
-    write_provenance(
+    _keep(
+        out_model,
         out_provenance,
-        config=config or {},
-        settings=settings,
-        history=history,
-        started=started,
-        finished=time.time(),
-        weights={"vgg19": built.weights},
-        device=dev,
-        extra={
-            "model": meta,
-            "augmentation": {"gaussian_std": gaussian_std, "salt_pepper": salt_pepper},
-        },
+        built.model,
+        meta,
+        config,
+        settings,
+        history,
+        started,
+        dev,
+        {"vgg19": built.weights},
+        extra={"augmentation": {"gaussian_std": gaussian_std, "salt_pepper": salt_pepper}},
     )
 
 
