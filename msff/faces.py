@@ -15,6 +15,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from msff.devices import pick_device
+
 # The 5-point template (left eye, right eye, nose tip, left and right mouth corner) of
 # the widely used 112x112 face crop (ArcFace / InsightFace), as fractions of the side,
 # shrunk by ZOOM about the centre: that crop cuts the chin and forehead, and a 224 crop
@@ -48,13 +50,6 @@ class Detections:
 
     def __len__(self) -> int:
         return len(self.probs)
-
-
-def pick_device(device: str) -> torch.device:
-    """``auto`` is CUDA when present, else the CPU."""
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class FaceDetector:

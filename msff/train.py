@@ -48,13 +48,6 @@ class History:
     stopped_early: bool = False
 
 
-def pick_device(name: str = "auto") -> torch.device:
-    """``auto`` is the GPU this job was given (CUDA_VISIBLE_DEVICES) when any, else the CPU."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
-
 def seed_everything(seed: int) -> None:
     """Seed Python, numpy and torch (CPU and CUDA)."""
     random.seed(seed)

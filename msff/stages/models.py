@@ -24,9 +24,10 @@ import torch
 
 from msff import backbones, scores
 from msff.datasets import FaceClips, FaceFrames, FeatureWindows, SpectrogramSegments, found_rows
+from msff.devices import pick_device
 from msff.models import BLSTM
 from msff.stages import log
-from msff.train import TrainSettings, clip_means, fit, pick_device, predict, write_provenance
+from msff.train import TrainSettings, clip_means, fit, predict, write_provenance
 
 
 def _labels(clips: list[dict], classes: list[str]) -> list[int]:
