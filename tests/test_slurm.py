@@ -40,23 +40,32 @@ SBIN = Path("/usr/sbin")
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 MARKER = "# written by msff tests/test_slurm.py"
 PARTITION = "msff"  # not the default partition: the profile's partition has to reach sbatch
+AV = ("extract_frames", "align_faces", "extract_audio", "spectrograms", "opensmile")
+SPEECH = ("extract_audio", "spectrograms", "opensmile")
 CLIPS = {
-    # clip id in demo/clips.tsv: the per-clip rules it runs
-    "01-01-03-01-01-02-05": (
-        "extract_frames",
-        "align_faces",
-        "extract_audio",
-        "spectrograms",
-        "opensmile",
-    ),
-    "1001_DFA_ANG_XX": (
-        "extract_frames",
-        "align_faces",
-        "extract_audio",
-        "spectrograms",
-        "opensmile",
-    ),
-    "03-01-05-02-01-01-01": ("extract_audio", "spectrograms", "opensmile"),  # audio only
+    # clip id in demo/clips.tsv (its split there): the per-clip rules it runs
+    "01-01-03-01-01-02-05": AV,  # train, RAVDESS actor 05, happy
+    "01-01-04-01-01-01-05": AV,  # train, sad
+    "03-01-05-02-01-01-01": SPEECH,  # train, RAVDESS actor 01 speech only, angry
+    "03-01-04-02-01-01-01": SPEECH,  # train, sad
+    "1001_DFA_ANG_XX": AV,  # val, CREMA-D actor 1001
+    "1001_DFA_HAP_XX": AV,  # val
+    "03-01-05-02-01-01-02": SPEECH,  # test, RAVDESS actor 02
+    "03-01-03-02-01-01-02": SPEECH,  # test
+}
+# One Slurm job each, after the preprocessing batch: the models, fusion and evaluation.
+MODEL_RULES = {
+    "qc",
+    "finetune_cnn",
+    "cnn_features",
+    "train_blstm",
+    "train_c3d",
+    "finetune_audio_cnn",
+    "audio_features",
+    "train_blstm_audio",
+    "svm_opensmile",
+    "fuse",
+    "evaluate",
 }
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 
@@ -269,7 +278,7 @@ def cluster(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def slurm_run(cluster, tmp_path_factory):
-    """The demo's clips through `snakemake --workflow-profile profiles/slurm`, to qc.tsv."""
+    """Demo clips through `snakemake --workflow-profile profiles/slurm`, to the predictions."""
     work = tmp_path_factory.mktemp("slurm_work")
     sheet = pd.read_csv(REPO / "demo" / "clips.tsv", sep="\t", dtype=str)
     sheet = sheet[sheet["clip"].isin(list(CLIPS))].copy()
@@ -279,7 +288,7 @@ def slurm_run(cluster, tmp_path_factory):
     config["samples"] = str(work / "clips.tsv")
     (work / "config.yaml").write_text(yaml.safe_dump(config))
 
-    env = dict(cluster.env, MSFF_SLURM_PARTITION=PARTITION, MSFF_SLURM_GPUS="0")
+    env = dict(cluster.env, MSFF_SLURM_PARTITION=PARTITION, MSFF_SLURM_GPUS="0")  # no cards
     env.pop("MSFF_SLURM_ACCOUNT", None)  # no accounts without slurmdbd
     cmd = [
         sys.executable,
@@ -297,9 +306,8 @@ def slurm_run(cluster, tmp_path_factory):
         "--slurm-init-seconds-before-status-checks",
         "2",
         "--slurm-keep-successful-logs",
-        "results/qc.tsv",
     ]
-    proc = run(cmd, timeout=480, check=False, cwd=work, env=env)
+    proc = run(cmd, timeout=900, check=False, cwd=work, env=env)
     if proc.returncode != 0:
         raise AssertionError(
             f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-8000:]}\n{cluster.logs()}"
@@ -318,6 +326,9 @@ def test_workflow_completes_on_slurm(slurm_run):
     assert set(qc.index) == set(CLIPS)
     assert (qc.status == "ok").all(), qc.to_dict("index")
     assert qc.loc["03-01-05-02-01-01-01", "branches"] == "audio"
+    predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t", dtype=str)
+    assert set(predictions["clip"]) == {"03-01-05-02-01-01-02", "03-01-03-02-01-01-02"}
+    assert (work / "results" / "evaluation" / "table1.tsv").is_file()
     for clip, rules in CLIPS.items():
         for rule in rules:
             assert (work / "logs" / rule / f"{clip}.log").exists(), (rule, clip)
@@ -361,14 +372,18 @@ def slurm_time(minutes: int) -> str:
 
 def test_per_clip_rules_are_batched_into_one_job(slurm_run):
     _, _, jobs = slurm_run
-    # 13 per-clip jobs of 3 clips in one Slurm job, then qc in a second one: nothing else
-    assert len(jobs) == 2, [str(job["log"]) for job in jobs.values()]
+    # Every per-clip job of the 8 clips in one Slurm job, then one job per model rule.
+    assert len(jobs) == 1 + len(MODEL_RULES), [str(job["log"]) for job in jobs.values()]
     group = job_of(jobs, "group_preprocess")
-    qc = job_of(jobs, "rule_qc")
     assert executed(group["log"]) == {
         (rule, clip) for clip, rules in CLIPS.items() for rule in rules
     }
-    assert executed(qc["log"]) == {("qc", "")}
+    # .snakemake/slurm_logs/rule_<name>[/<wildcards>]/<jobid>.log
+    by_folder = {
+        job["log"].parts[job["log"].parts.index("slurm_logs") + 1]: job for job in jobs.values()
+    }
+    for rule in MODEL_RULES:
+        assert executed(by_folder[f"rule_{rule}"]["log"]) == {(rule, "")}, rule
 
 
 def test_the_profiles_resources_reach_slurm(slurm_run):
