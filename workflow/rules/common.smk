@@ -17,8 +17,14 @@ validate(SHEET, schema=msff.config.schema_path("clips"))
 SHEET = msff.sheet.classify(SHEET, config["labels"])
 # Clips that run: the rest (dropped or unknown labels) are listed in the qc table.
 CLIPS = SHEET[SHEET.excluded == ""]
-for _clip in SHEET[SHEET.excluded != ""].itertuples():
-    logger.warning(f"clip {_clip.clip}: excluded: {_clip.excluded}")
+_excluded = SHEET[SHEET.excluded != ""]
+if len(_excluded):
+    # One line per reason, not per clip: a data set may drop hundreds (RAVDESS "calm").
+    for _reason, _group in _excluded.groupby("excluded"):
+        _ids = ", ".join(_group.index[:3]) + (", ..." if len(_group) > 3 else "")
+        logger.warning(
+            f"{len(_group)} clips excluded ({_ids}): {_reason}; see results/qc.tsv"
+        )
 
 
 wildcard_constraints:
