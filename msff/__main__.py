@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 from pathlib import Path
 
@@ -49,6 +50,33 @@ def build_sheet(args: argparse.Namespace) -> None:
     )
 
 
+def predict(args: argparse.Namespace) -> None:
+    """Predict clips the workflow never saw, with the models of a workflow run."""
+    from msff import config
+    from msff.predict import predict as predict_clip
+
+    # Rebuilding a trained model logs how it was first built ("from scratch"): not news here.
+    logging.getLogger("msff").setLevel(logging.ERROR)
+    cfg = config.load(args.config)
+    paths = []
+    for source in args.sources:
+        path = Path(source)
+        paths += (
+            sorted(p for p in path.rglob("*") if p.suffix.lower() in sheet.MEDIA_SUFFIXES)
+            if path.is_dir()
+            else [path]
+        )
+    for path in paths:
+        try:
+            result = predict_clip(path, args.results, cfg)
+        except MsffError as exc:
+            print(f"{path}\terror: {exc}")
+            continue
+        scores = " ".join(f"{k}={v:.3f}" for k, v in result["scores"].items())
+        used = ",".join(result["models_used"]) or "none"
+        print(f"{path}\t{result['label']}\tmodels: {used}\t{scores}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m msff`` and the ``msff`` command."""
     parser = argparse.ArgumentParser(prog="msff", description=__doc__)
@@ -83,6 +111,21 @@ def main(argv: list[str] | None = None) -> int:
         "--no-probe", action="store_true", help="do not probe clips for video/audio streams"
     )
     p.set_defaults(func=build_sheet)
+    p = sub.add_parser("predict", help=predict.__doc__)
+    p.add_argument("sources", nargs="+", help="video or audio files, or folders of them")
+    p.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results"),
+        help="the results folder of a workflow run (models/, fusion/weights.json)",
+    )
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=Path("config.yaml"),
+        help="the config that run used (same preset)",
+    )
+    p.set_defaults(func=predict)
     args = parser.parse_args(argv)
     try:
         args.func(args)

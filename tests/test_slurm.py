@@ -343,7 +343,9 @@ def test_every_job_was_a_slurm_job_in_the_profiles_partition(cluster, slurm_run)
         assert job["JobState"] == "COMPLETED" and job["ExitCode"] == "0:0", job
         assert job["Partition"] == PARTITION, job
         assert job["JobName"] == run_id and job["WorkDir"] == str(work), job
-        assert f"sched: Allocate JobId={jobid} NodeList=localhost" in controller_log
+        # started by the main scheduler ("sched: Allocate") or by backfill ("Started")
+        started = rf"(sched: Allocate JobId={jobid} NodeList=localhost|Started JobId={jobid}\b)"
+        assert re.search(started, controller_log), jobid
         assert f"_job_complete: JobId={jobid} done" in controller_log
         # the plugin's Slurm log of the job (kept with --slurm-keep-successful-logs)
         assert job["log"].is_file() and job["StdOut"] == str(job["log"]), job
@@ -399,3 +401,59 @@ def test_the_profiles_resources_reach_slurm(slurm_run):
     # the batch: no wider than `cores`, and the memory of its largest job, align_faces
     assert group["NumCPUs"] == str(settings["cores"])
     assert group["MinMemoryNode"] == f"{settings['set-resources']['align_faces']['mem_mb']}M"
+
+
+def test_predict_on_held_back_clips_agrees_with_the_workflow(slurm_run):
+    """`python -m msff predict` on clips of the run: the label and scores fusion gave them.
+
+    (Here because this module's Slurm run is the test suite's one full workflow run.)
+    """
+    work, _, _ = slurm_run
+    fused = pd.read_csv(work / "results" / "scores" / "fusion.tsv", sep="\t", index_col="clip")
+    classes = list(fused.columns[1:8])
+    clips = ["03-01-03-02-01-01-02", "1001_DFA_ANG_XX"]  # a test clip (speech), a val clip (video)
+    sheet = pd.read_csv(work / "clips.tsv", sep="\t", index_col="clip", dtype=str)
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "msff",
+            "predict",
+            *[sheet.loc[c, "path"] for c in clips],
+            "--results",
+            work / "results",
+            "--config",
+            work / "config.yaml",
+        ],
+        cwd=work,
+        timeout=300,
+    )
+    lines = proc.stdout.strip().splitlines()
+    assert len(lines) == 2, proc.stdout + proc.stderr
+    for clip, line in zip(clips, lines, strict=True):
+        path, label, used, scores = line.split("\t")
+        assert Path(path).stem == clip
+        assert label == classes[int(fused.loc[clip, classes].to_numpy(float).argmax())]
+        got = dict(item.split("=") for item in scores.split())
+        for name in classes:  # same models, same weights; features were stored as float16
+            assert abs(float(got[name]) - fused.loc[clip, name]) < 0.01, (clip, name)
+    speech_models = lines[0].split("\t")[2]
+    assert "fer2013_blstm" not in speech_models and "c3d" not in speech_models  # no video
+
+
+def test_predict_without_a_run_says_what_is_missing(tmp_path):
+    proc = run(
+        [
+            sys.executable,
+            "-m",
+            "msff",
+            "predict",
+            REPO / "demo" / "crema_d" / "1001_DFA_ANG_XX.flv",
+            "--results",
+            tmp_path,
+            "--config",
+            REPO / "config.yaml",
+        ],
+        timeout=120,
+    )
+    assert "fusion/weights.json: no fusion weights; run the workflow first" in proc.stdout

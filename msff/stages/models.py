@@ -382,6 +382,8 @@ def train_c3d(
     )
     meta = dict(
         backbone="c3d",
+        crop=crop,
+        stride=stride,
         fc_width=fc_width,
         width=width,
         batch_norm=batch_norm,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import time
 from pathlib import Path
 
@@ -31,6 +32,7 @@ def svm_opensmile(
     opensmile_h5: dict[str, str],
     out_scores: str | Path,
     out_model: str | Path,
+    out_fitted: str | Path,
     classes: list[str],
     seed: int,
     c_grid: list,
@@ -94,3 +96,8 @@ def svm_opensmile(
     tmp = out_model.with_name(f".{out_model.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(record, indent=2, default=str))
     os.replace(tmp, out_model)
+    # The fitted model itself, for `python -m msff predict` (scikit-learn objects pickle).
+    tmp = Path(out_fitted).with_name(f".{Path(out_fitted).name}.{os.getpid()}.tmp")
+    with open(tmp, "wb") as f:
+        pickle.dump(fitted, f)
+    os.replace(tmp, out_fitted)

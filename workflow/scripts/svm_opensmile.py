@@ -8,6 +8,7 @@ svm_opensmile(
     snakemake.params.features,
     snakemake.output.scores,
     snakemake.output.model,
+    snakemake.output.fitted,
     snakemake.params.classes,
     snakemake.params.seed,
     c_grid=snakemake.params.svm["c_grid"],
