@@ -12,7 +12,9 @@ daemons are stopped by process id when the module ends, also after a failure.
 
 from __future__ import annotations
 
+import base64
 import io
+import json
 import os
 import re
 import shlex
@@ -457,3 +459,44 @@ def test_predict_without_a_run_says_what_is_missing(tmp_path):
         timeout=120,
     )
     assert "fusion/weights.json: no fusion weights; run the workflow first" in proc.stdout
+
+
+def test_report_holds_the_tables_and_the_fusion_is_no_worse_than_one_model(slurm_run):
+    """`snakemake --report` on the run: the tables and confusion matrices are in the HTML."""
+    work, _, _ = slurm_run
+    run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            REPO / "Snakefile",
+            "-d",
+            work,
+            "--report",
+            work / "report.html",
+        ],
+        cwd=work,
+        timeout=300,
+    )
+    html = (work / "report.html").read_text()
+    embedded = {
+        name: base64.b64decode(data).decode()
+        for name, data in re.findall(
+            r"data:text/tab-separated-values;charset=utf8;filename=([\w.]+);base64,([\w+/=]+)",
+            html,
+        )
+    }
+    assert {"qc.tsv", "table1.tsv", "table2.tsv", "predictions.tsv"} <= set(embedded)
+    table1 = pd.read_csv(io.StringIO(embedded["table1.tsv"]), sep="\t")
+    assert {"fusion", "opensmile_svm", "c3d"} <= set(table1["model"])
+    assert {"accuracy", "uar", "macro_f1", "recall_disgust", "recall_surprise"} <= set(table1)
+    assert "filename=fusion.val.png" in html and "Confusion matrices" in html
+    # The grid holds every single model (weight 1), so on validation fusion is at least as
+    # accurate as the best of them.
+    weights = json.loads((work / "results" / "fusion" / "weights.json").read_text())
+    assert weights["val_accuracy"] >= max(weights["val_accuracy_per_model"].values())
+    confusion = pd.read_csv(
+        work / "results" / "evaluation" / "confusion" / "fusion.val.tsv", sep="\t", index_col=0
+    )
+    assert confusion.to_numpy().sum() == weights["n_val_clips"] == 2
