@@ -39,25 +39,41 @@ import msff
 
 
 @contextmanager
-def atomic_h5(path: str | Path, clip: str) -> Iterator[h5py.File]:
-    """Open ``path`` for writing through a temporary file renamed into place on success.
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary path beside ``path`` to write; renamed to ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left as it was.
+    On an exception the temporary file is removed and ``path`` is left as it was. Every
+    output of msff (caches, scores, tables, models) is written through this.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs["clip"] = clip
-            f.attrs["error"] = ""
-            f.attrs["note"] = ""
-            f.attrs["msff_version"] = msff.__version__
-            yield f
+        yield tmp
         os.replace(tmp, path)
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_text(path: str | Path, text: str) -> None:
+    """Write a text file atomically (see ``atomic_path``)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+@contextmanager
+def atomic_h5(path: str | Path, clip: str) -> Iterator[h5py.File]:
+    """Open ``path`` for writing through a temporary file renamed into place on success.
+
+    On an exception the temporary file is removed and ``path`` is left as it was.
+    """
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs["clip"] = clip
+        f.attrs["error"] = ""
+        f.attrs["note"] = ""
+        f.attrs["msff_version"] = msff.__version__
+        yield f
 
 
 def write_error(path: str | Path, clip: str, error: str) -> None:

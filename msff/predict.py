@@ -17,7 +17,7 @@ import h5py
 import numpy as np
 import torch
 
-from msff import backbones, cache, config, fusion, media, sheet
+from msff import cache, config, fusion, media, sheet
 from msff.datasets import FaceClips, SpectrogramSegments, found_rows
 from msff.errors import ConfigError
 from msff.models import BLSTM
@@ -63,12 +63,7 @@ def _probabilities(name: str, models: Path, caches: dict[str, Path]) -> np.ndarr
     if name == "c3d":
         if faces is None or not len(found_rows(faces)):
             return None
-        saved = _load(models / "c3d.pt")
-        meta = saved["meta"]
-        built = backbones.c3d(
-            len(meta["classes"]), meta["fc_width"], meta["width"], None, meta["batch_norm"]
-        )
-        built.model.load_state_dict(saved["state_dict"])
+        built, meta = _rebuild(models / "c3d.pt")
         clips = FaceClips(
             [str(faces)],
             [0],

@@ -8,13 +8,13 @@ in the optional ``note`` column, so fusion and evaluation always cover every cli
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from msff import cache
 from msff.errors import ConfigError
 
 TOLERANCE = 1e-4
@@ -44,11 +44,7 @@ def write(
     table.insert(0, "clip", list(clips))
     if notes is not None:
         table["note"] = list(notes)
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    table.to_csv(tmp, sep="\t", index=False, float_format="%.6g")
-    os.replace(tmp, path)
+    cache.write_text(path, table.to_csv(sep="\t", index=False, float_format="%.6g"))
     return table
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import copy
 import json
-import os
 import random
 import subprocess
 import time
@@ -21,6 +20,8 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
+
+from msff import cache
 
 
 @dataclass(frozen=True)
@@ -253,8 +254,4 @@ def write_provenance(
         "config": config,
         **(extra or {}),
     }
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, path)
+    cache.write_text(path, json.dumps(record, indent=2, default=str))

@@ -10,29 +10,20 @@ evaluate  Table 1 (each model and the fusion: accuracy, UAR, macro-F1, per-class
 from __future__ import annotations
 
 import json
-import os
 from itertools import combinations
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from msff import evaluate, fusion, scores
+from msff import cache, evaluate, fusion, scores
 from msff.stages import log
 
 SPLITS = ("train", "val", "test")
 
 
-def _atomic_text(path: str | Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def _atomic_tsv(path: str | Path, table: pd.DataFrame) -> None:
-    _atomic_text(path, table.to_csv(sep="\t", index=False, float_format="%.4f"))
+    cache.write_text(path, table.to_csv(sep="\t", index=False, float_format="%.4f"))
 
 
 def load_scores(paths: dict[str, str], clips: list[dict], classes: list[str]) -> dict:
@@ -95,7 +86,7 @@ def fuse(
         result.accuracy,
         max(single.values()),
     )
-    _atomic_text(out_weights, json.dumps(record, indent=2))
+    cache.write_text(out_weights, json.dumps(record, indent=2))
     fused = fusion.fuse([matrices[n] for n in names], result.weights)
     scores.write(
         out_scores, [c["clip"] for c in clips], [c["split"] for c in clips], fused, classes
@@ -108,7 +99,7 @@ def fuse(
     if submission_dir:
         # EmotiW: one text file per clip, named after it, holding the predicted label.
         for clip, label in zip(predictions.clip, predictions.predicted, strict=True):
-            _atomic_text(Path(submission_dir) / f"{clip}.txt", label.capitalize() + "\n")
+            cache.write_text(Path(submission_dir) / f"{clip}.txt", label.capitalize() + "\n")
     return record
 
 

@@ -14,7 +14,6 @@ face found, no or silent audio) gets the uniform row and a note saying why.
 
 from __future__ import annotations
 
-import os
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ import h5py
 import numpy as np
 import torch
 
-from msff import backbones, scores
+from msff import backbones, cache, scores
 from msff.datasets import FaceClips, FaceFrames, FeatureWindows, SpectrogramSegments, found_rows
 from msff.devices import pick_device
 from msff.models import BLSTM
@@ -39,11 +38,8 @@ def _subset(clips: list[dict], split: str) -> list[int]:
 
 
 def _save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
-    os.replace(tmp, path)
+    with cache.atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
 
 
 def _keep(
@@ -204,6 +200,10 @@ def _rebuild(model_pt: str) -> tuple[backbones.Built, dict]:
             meta["input_size"],
             meta["batch_norm"],
         )
+    elif meta["backbone"] == "c3d":
+        built = backbones.c3d(
+            len(meta["classes"]), meta["fc_width"], meta["width"], None, meta["batch_norm"]
+        )
     else:
         built = backbones.frame_cnn(meta["backbone"], len(meta["classes"]), meta["fc_width"], None)
     built.model.load_state_dict(saved["state_dict"])
@@ -253,26 +253,15 @@ def _face_batches(path, crop, prepare, batch_size):
 
 
 def _write_features(out, clips, meta, batches_of, model, dev) -> None:
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    try:
-        with h5py.File(tmp, "w") as f:
-            f.attrs.update(
-                backbone=meta["backbone"], fc_width=meta["fc_width"], weights=meta["weights"]
+    with cache.atomic_path(out) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(
+            backbone=meta["backbone"], fc_width=meta["fc_width"], weights=meta["weights"]
+        )
+        for c in clips:
+            features = _features(model, batches_of(c["clip"]), dev)
+            f.create_dataset(
+                c["clip"], data=features.astype(np.float16), compression="gzip", compression_opts=1
             )
-            for c in clips:
-                features = _features(model, batches_of(c["clip"]), dev)
-                f.create_dataset(
-                    c["clip"],
-                    data=features.astype(np.float16),
-                    compression="gzip",
-                    compression_opts=1,
-                )
-        os.replace(tmp, out)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 def train_blstm(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pandas as pd
@@ -80,11 +79,7 @@ def clip_row(clip: dict, caches: dict[str, str]) -> dict:
 def qc_table(clips: list[dict], caches: dict[str, dict[str, str]], out: str | Path) -> pd.DataFrame:
     """Write the qc table of every clip of the sheet to ``out`` (TSV), atomically."""
     table = pd.DataFrame([clip_row(c, caches.get(c["clip"], {})) for c in clips], columns=COLUMNS)
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
-    table.to_csv(tmp, sep="\t", index=False)
-    os.replace(tmp, out)
+    cache.write_text(out, table.to_csv(sep="\t", index=False))
     return table
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import pickle
 import time
 from pathlib import Path
@@ -11,7 +10,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from msff import scores, svm
+from msff import cache, scores, svm
 from msff.stages import log
 
 
@@ -91,13 +90,7 @@ def svm_opensmile(
         "n_clips": len(clips),
         **fitted.provenance(),
     }
-    out_model = Path(out_model)
-    out_model.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_model.with_name(f".{out_model.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(record, indent=2, default=str))
-    os.replace(tmp, out_model)
+    cache.write_text(out_model, json.dumps(record, indent=2, default=str))
     # The fitted model itself, for `python -m msff predict` (scikit-learn objects pickle).
-    tmp = Path(out_fitted).with_name(f".{Path(out_fitted).name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
+    with cache.atomic_path(out_fitted) as tmp, open(tmp, "wb") as f:
         pickle.dump(fitted, f)
-    os.replace(tmp, out_fitted)
