@@ -76,13 +76,13 @@ class FaceFrames(Dataset):
         labels: Sequence[int],
         crop: int,
         prepare: Prepare,
-        train: bool,
+        augment: bool,
         seed: int = 0,
         max_frames: int | None = None,
     ):
         self.paths = [str(p) for p in faces_h5]
         self.labels = list(labels)
-        self.crop, self.prepare, self.train = crop, prepare, train
+        self.crop, self.prepare, self.augment = crop, prepare, augment
         self.rng = np.random.default_rng(seed)
         items = []
         for clip, path in enumerate(self.paths):
@@ -101,7 +101,9 @@ class FaceFrames(Dataset):
         clip, row = self.items[i]
         face = self.open(self.paths[clip])["faces"][row : row + 1]
         face = (
-            augment_faces(face, self.crop, self.rng) if self.train else centre_crop(face, self.crop)
+            augment_faces(face, self.crop, self.rng)
+            if self.augment
+            else centre_crop(face, self.crop)
         )
         return self.prepare(face)[0], self.labels[clip]
 
@@ -145,13 +147,13 @@ class FaceClips(Dataset):
         stride: int,
         crop: int,
         size: int,
-        train: bool,
+        augment: bool,
         prepare: Prepare,
         seed: int = 0,
     ):
         self.paths = [str(p) for p in faces_h5]
         self.labels = list(labels)
-        self.crop, self.size, self.train, self.prepare = crop, size, train, prepare
+        self.crop, self.size, self.augment, self.prepare = crop, size, augment, prepare
         self.rng = np.random.default_rng(seed)
         self.items = [
             (c, found[w])
@@ -173,7 +175,7 @@ class FaceClips(Dataset):
         volume = faces[unique][inverse][np.argsort(order)]
         volume = (
             augment_faces(volume, self.crop, self.rng)
-            if self.train
+            if self.augment
             else centre_crop(volume, self.crop)
         )
         video = torch.from_numpy(volume).permute(3, 0, 1, 2).float()  # (3, T, H, W)

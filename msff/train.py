@@ -37,6 +37,7 @@ class TrainSettings:
     epochs: int = 30
     patience: int = 5
     class_weighted: bool = False
+    augment: bool = True  # flip/translation/crop of faces, noise on spectrograms
     seed: int = 0
 
 

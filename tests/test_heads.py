@@ -1,8 +1,11 @@
 """Every trained head on tiny real training sets, and the scores file each one writes.
 
-The frame CNN and the BLSTM on its features must overfit four real clips of four emotions
-(training accuracy >= 90 %): gradients reach what is trained and the clip aggregation is
-right. Accuracy on held-out data is measured by the workflow and the benchmarks, not here.
+Each head must overfit four real clips of four emotions (training accuracy >= 90 %):
+gradients reach what is trained and the clip aggregation is right. The heads trained
+from scratch (C3D, VGG-19) are overfitted with augmentation off (``train.augment``), as
+one checks that a net can fit: on four clips of one actor, flips and shifts hide the few
+pixels that tell the expressions apart, and 20 windows are too few to learn them.
+Accuracy on held-out data is measured by the workflow and the benchmarks, not here.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ SPEECH_CLIPS = {  # RAVDESS actor 03, strong intensity
 }
 # Higher than the paper's 0.01: four clips give few steps per epoch, and this is a test.
 SETTINGS = TrainSettings(batch_size=8, lr=0.05, epochs=20, patience=20, seed=0)
+FROM_SCRATCH = TrainSettings(
+    batch_size=4, optimizer="adam", lr=0.001, epochs=40, patience=40, augment=False, seed=0
+)
 
 
 def records(labels, extra=()):
@@ -133,13 +139,8 @@ def test_frame_cnn_then_blstm_overfit_real_faces(tmp_path, faces):
     assert train_accuracy(blstm_scores, clips) >= 0.9
 
 
-def test_c3d_scores_every_clip(tmp_path, faces):
-    """C3D trained from scratch: its scores file covers every clip; no face -> uniform.
-
-    (Unlike the other heads, a narrow C3D from scratch does not yet overfit four clips in a
-    test's time budget: it learns the windows in training mode, but its clip predictions in
-    eval mode stay at chance. Pretrained Sports-1M weights are the paper's remedy.)
-    """
+def test_c3d_overfits_real_faces(tmp_path, faces):
+    """C3D trained from scratch fits four clips; no face -> the uniform row."""
     clips = records(FACE_CLIPS, extra=[("c_noface", "sad")])
     out, provenance = tmp_path / "c3d.tsv", tmp_path / "c3d.json"
     train_c3d(
@@ -149,8 +150,8 @@ def test_c3d_scores_every_clip(tmp_path, faces):
         tmp_path / "c3d.pt",
         provenance,
         CLASSES,
-        TrainSettings(batch_size=4, optimizer="adam", lr=0.001, epochs=6, patience=6),
-        fc_width=64,
+        FROM_SCRATCH,
+        fc_width=512,  # a 64-wide fc6/fc7 with dropout 0.5 barely passes a signal
         width=0.125,
         frames=8,
         size=32,
@@ -160,11 +161,9 @@ def test_c3d_scores_every_clip(tmp_path, faces):
         batch_norm=True,
         device="cpu",
     )
-    train_accuracy(out, clips)  # checks one row per clip, rows summing to 1
+    assert train_accuracy(out, clips) >= 0.9
     table = scores.read(out, CLASSES)
     assert table.loc["c_noface", "note"] == "no face found"
-    history = json.loads(provenance.read_text())["history"]["epochs"]
-    assert len(history) == 6 and min(e["train_loss"] for e in history) < history[0]["train_loss"]
     assert "trained from scratch" in json.loads(provenance.read_text())["weights"]["c3d"]
 
 
@@ -182,12 +181,8 @@ def speech(tmp_path_factory):
     return out
 
 
-def test_audio_cnn_then_blstm_score_every_clip(tmp_path, speech):
-    """VGG-19 from scratch, its segment features, the BLSTM: every clip gets a sound row.
-
-    (Like C3D, a narrow VGG-19 trained from scratch does not yet learn four clips within a
-    test's budget; the BLSTM on its features is checked for the scores-file contract only.)
-    """
+def test_audio_cnn_then_blstm_overfit_real_speech(tmp_path, speech):
+    """VGG-19 from scratch, its segment features, then the BLSTM fit four clips."""
     clips = records(SPEECH_CLIPS)
     model, provenance = tmp_path / "vgg19.pt", tmp_path / "vgg19.json"
     finetune_audio_cnn(
@@ -196,8 +191,8 @@ def test_audio_cnn_then_blstm_score_every_clip(tmp_path, speech):
         model,
         provenance,
         CLASSES,
-        TrainSettings(batch_size=8, optimizer="adam", lr=0.001, epochs=3, patience=3),
-        fc_width=64,
+        FROM_SCRATCH,
+        fc_width=512,  # a 64-wide fc6/fc7 with dropout 0.5 barely passes a signal
         width=0.125,
         input_size=48,
         weights=None,
@@ -212,7 +207,7 @@ def test_audio_cnn_then_blstm_score_every_clip(tmp_path, speech):
     with h5py.File(features) as f:
         for c in clips:  # one fc7 vector per scale-1.0 segment
             with h5py.File(speech[c["clip"]]) as s:
-                assert f[c["clip"]].shape == (s["images"].shape[1], 64)
+                assert f[c["clip"]].shape == (s["images"].shape[1], 512)
     out = tmp_path / "blstm.tsv"
     train_blstm(
         features,
@@ -221,11 +216,13 @@ def test_audio_cnn_then_blstm_score_every_clip(tmp_path, speech):
         tmp_path / "blstm.pt",
         tmp_path / "blstm.json",
         CLASSES,
-        SETTINGS,
+        # Segment features of four clips that share their silent lead-in and tail: a
+        # harder fit than the face frames, which Adam finds within the budget.
+        TrainSettings(batch_size=8, optimizer="adam", lr=0.003, epochs=30, patience=30),
         hidden=32,
         window=8,
         stride=4,
         unseen_note="no audio",
         device="cpu",
     )
-    train_accuracy(out, clips)  # checks one row per clip, rows summing to 1
+    assert train_accuracy(out, clips) >= 0.9

@@ -146,7 +146,7 @@ def finetune_cnn(
     val_idx = [i for i in _subset(clips, "val") if paths[i]]
     history = _fit(
         built.model,
-        frames(train_idx, True, max_train_frames),
+        frames(train_idx, settings.augment, max_train_frames),
         frames(val_idx, False, max_train_frames),
         settings,
         len(classes),
@@ -361,7 +361,7 @@ def train_c3d(
         )
         return data, idx
 
-    train_set, _ = volumes(_subset(clips, "train"), True)
+    train_set, _ = volumes(_subset(clips, "train"), settings.augment)
     val_set, _ = volumes(_subset(clips, "val"), False)
     history = _fit(built.model, train_set, val_set, settings, len(classes), dev)
     every, seen_idx = volumes(range(len(clips)), False)
@@ -426,8 +426,8 @@ def finetune_audio_cnn(
             [labels[i] for i in idx],
             train,
             built.prepare,
-            gaussian_std,
-            salt_pepper,
+            gaussian_std if settings.augment else 0.0,
+            salt_pepper if settings.augment else 0.0,
             settings.seed,
         ), idx
 
