@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from msff import sheet
@@ -28,6 +29,8 @@ def build_sheet(args: argparse.Namespace) -> None:
             clips += sheet.from_folder(path, args.prefix)
         else:
             raise MsffError(f"{path}: neither a folder nor a labels.csv")
+    if args.face_input:
+        clips = [replace(c, face_input=args.face_input) for c in clips]
     fractions = {"train": args.train, "val": args.val, "test": args.test}
     fixed = dict(item.split("=", 1) for item in args.assign)
     clips = sheet.assign_splits(clips, fractions, args.seed, fixed)
@@ -109,6 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--no-probe", action="store_true", help="do not probe clips for video/audio streams"
+    )
+    p.add_argument(
+        "--face-input",
+        choices=["detect", "precropped"],
+        help="write this face_input for every clip (precropped: frames are face crops)",
     )
     p.set_defaults(func=build_sheet)
     p = sub.add_parser("predict", help=predict.__doc__)

@@ -15,7 +15,8 @@ faces      ``faces`` (N, S, S, 3) uint8 (zeros where no face), ``found`` (N,) bo
            ``frame_index`` (N,) int32, ``box`` (N, 4) float32 x1 y1 x2 y2,
            ``landmarks`` (N, 5, 2) float32 (eyes, nose, mouth corners, in frame
            pixels), ``prob`` (N,) float32 (NaN where no face); attrs ``fps``,
-           ``template`` (5, 2), ``track_resets``
+           ``template`` (5, 2), ``track_resets``; ``face_input`` = precropped when
+           the frames were face crops (no detection: ``found`` all true)
 audio      ``waveform`` (T,) float32 mono; attrs ``sample_rate``, ``seconds``,
            ``loudest_dbfs`` (RMS of the loudest 100 ms), ``silent``
 spectrogram ``images`` (R, K, size, size) uint8 (0 = top_db below the clip's peak,

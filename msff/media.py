@@ -17,6 +17,7 @@ from pathlib import Path
 import ffmpeg
 import numpy as np
 
+from msff import framefolders
 from msff.errors import BadClipError
 
 _exe: dict[str | None, str] = {}
@@ -94,15 +95,19 @@ _CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "7
 def _check_file(path: Path) -> None:
     if not path.exists():
         raise BadClipError(f"{path}: no such file")
-    if path.is_dir():
-        raise BadClipError(f"{path}: is a folder, not a media file")
     if path.stat().st_size == 0:
         raise BadClipError(f"{path}: empty file (0 bytes)")
 
 
 def probe(path: str | Path, exe: str | None = None) -> Probe:
-    """Return the streams of a clip; raise BadClipError naming the file when unreadable."""
+    """Return the streams of a clip; raise BadClipError naming the file when unreadable.
+
+    A folder is a clip of image frames (``msff.framefolders``): video only, no duration.
+    """
     path = Path(path)
+    if path.is_dir():
+        stream = framefolders.frames(path)
+        return Probe(str(path), None, VideoStream(stream.width, stream.height, 0.0), None)
     _check_file(path)
     proc = subprocess.run(
         [ffmpeg_exe(exe), "-hide_banner", "-i", str(path)],
@@ -219,7 +224,7 @@ def frames(
     chunk: int = 32,
     exe: str | None = None,
     info: Probe | None = None,
-) -> FrameStream:
+) -> FrameStream | framefolders.FolderStream:
     """Decode the video of a clip to RGB arrays, streamed in chunks.
 
     Parameters
@@ -230,7 +235,12 @@ def frames(
     chunk : frames per array yielded.
     exe : ffmpeg binary (default: see ``ffmpeg_exe``).
     info : the clip's probe, when the caller has it already.
+
+    A folder of image frames streams every frame (``fps`` does not apply) through the
+    same interface (``msff.framefolders.FolderStream``).
     """
+    if Path(path).is_dir():
+        return framefolders.frames(path, max_side, chunk)
     info = info or probe(path, exe)
     if info.video is None:
         raise BadClipError(f"{path}: no video stream")

@@ -13,7 +13,7 @@ import csv
 import os
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ import pandas as pd
 from msff.errors import ConfigError
 
 COLUMNS = ["clip", "path", "label", "split", "speaker"]
-OPTIONAL = ["has_video", "has_audio"]
+OPTIONAL = ["has_video", "has_audio"]  # booleans; face_input is a word
 SPLITS = ("train", "val", "test")
 MEDIA_SUFFIXES = {
     ".mp4",
@@ -77,6 +77,7 @@ class Clip:
     label: str
     speaker: str
     split: str = ""
+    face_input: str = ""  # "", detect or precropped (the frames are face crops)
 
 
 def parse_name(path: Path) -> tuple[str, str]:
@@ -202,16 +203,13 @@ def assign_splits(
     for speaker, split in (speakers or {}).items():
         if split not in SPLITS:
             raise ConfigError(f"speaker {speaker!r}: split {split!r} is not one of {SPLITS}")
-    clips = [
-        Clip(c.clip, c.path, c.label, c.speaker, (speakers or {}).get(c.speaker, c.split))
-        for c in clips
-    ]
+    clips = [replace(c, split=(speakers or {}).get(c.speaker, c.split)) for c in clips]
     given = [c for c in clips if c.split]
     todo = [c for c in clips if not c.split]
     taken = {c.speaker: c.split for c in given}
     assignment = split_speakers({c.speaker for c in todo} - set(taken), fractions, seed)
     assignment.update(taken)
-    out = given + [Clip(c.clip, c.path, c.label, c.speaker, assignment[c.speaker]) for c in todo]
+    out = given + [replace(c, split=assignment[c.speaker]) for c in todo]
     check_speakers(pd.DataFrame([c.__dict__ for c in out]), "built sheet")
     return sorted(out, key=lambda c: c.clip)
 
@@ -230,6 +228,7 @@ def write(clips: list[Clip], out: Path, streams: dict[str, tuple[bool, bool]] | 
     """Write a sheet; paths are stored relative to the sheet's folder when possible."""
     out = Path(out)
     rows = []
+    face_input = any(c.face_input for c in clips)
     for c in clips:
         path = Path(c.path).resolve()
         rel = os.path.relpath(path, out.parent.resolve())
@@ -242,6 +241,8 @@ def write(clips: list[Clip], out: Path, streams: dict[str, tuple[bool, bool]] | 
         }
         if streams is not None:
             row["has_video"], row["has_audio"] = streams[c.clip]
+        if face_input:
+            row["face_input"] = c.face_input
         rows.append(row)
     df = pd.DataFrame(rows)
     duplicated = df["clip"][df["clip"].duplicated()]

@@ -21,6 +21,7 @@ MEAD_FRONT = DATA / "mead_front" / "W009_front_happy_level3_001.mp4"  # 256x256 
 MEAD_DAMAGED = DATA / "mead_samples" / "sad.mp4"  # truncated last packet, still decodes
 SPEECH_NEUTRAL = DATA / "ravdess_speech" / "Actor_01" / "03-01-01-01-01-01-01.flac"
 SPEECH_ANGRY = DATA / "ravdess_speech" / "Actor_01" / "03-01-05-02-01-01-01.flac"
+CKPLUS = DATA / "ckplus48"  # 3-frame folders of 48x48 grey face crops (read here, never copied)
 
 
 def pytest_sessionstart(session):
@@ -69,3 +70,12 @@ def bad_clips(tmp_path_factory) -> dict[str, Path]:
     )
     clips["missing"] = folder / "does_not_exist.mp4"
     return clips
+
+
+@pytest.fixture(scope="session")
+def frame_folder(tmp_path_factory) -> Path:
+    """A real clip as a folder of PNG frames named frame1 ... frame20 (natural order)."""
+    folder = tmp_path_factory.mktemp("frame_folder") / "W009_happy"
+    folder.mkdir()
+    ffmpeg("-i", str(MEAD_FRONT), "-vf", "fps=10", "-frames:v", "20", str(folder / "frame%d.png"))
+    return folder

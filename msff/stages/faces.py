@@ -1,10 +1,15 @@
-"""Stage align_faces: detect, track and align one person's face in every frame."""
+"""Stage align_faces: one person's face in every frame, detected, tracked and aligned.
+
+Data sets that ship face crops (CK+48, AFEW's aligned faces) take ``precropped_faces``
+instead, chosen per clip by the sheet's ``face_input`` column or config ``face_input``.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from msff import cache
 from msff.faces import FaceDetector, Tracker, align, template
@@ -75,3 +80,57 @@ def align_faces(
             log.info("clip %s: face in %d of %d frames", clip, n_found, n_frames)
 
     return recording_bad_clips(clip, out, work)
+
+
+def precropped_faces(clip: str, frames: str | Path, out: str | Path, size: int) -> str:
+    """Write the frames of a data set that ships face crops as its faces: no detection.
+
+    Each frame is resized to ``size`` x ``size`` (grey frames arrive as RGB with three
+    equal channels) and counted as a found face: coverage is assumed, not measured, and
+    the cache says so (``face_input = precropped``). MTCNN would find little in a 48x48
+    crop, and a run must not train on nothing.
+    """
+
+    def work():
+        upstream_error(frames, "extract_frames")
+        meta = cache.attrs(frames)
+        n_frames = 0
+        with cache.atomic_h5(out, clip) as f:
+            writer = cache.FaceWriter(f, size)
+            for chunk in cache.frame_chunks(frames, 64):
+                faces = resize_faces(chunk, size)
+                n = len(chunk)
+                writer.append(
+                    faces=faces,
+                    found=np.ones(n, bool),
+                    frame_index=np.arange(n_frames, n_frames + n),
+                    box=np.tile(
+                        np.array([0, 0, chunk.shape[2], chunk.shape[1]], np.float32), (n, 1)
+                    ),
+                    landmarks=np.full((n, 5, 2), np.nan, np.float32),
+                    prob=np.full(n, np.nan, np.float32),
+                )
+                n_frames += n
+            f.attrs.update(
+                fps=meta["fps"],
+                size=size,
+                n_frames=n_frames,
+                n_found=n_frames,
+                track_resets=0,
+                face_input="precropped",
+                note="pre-cropped faces: coverage assumed, not detected",
+            )
+            log.info("clip %s: %d pre-cropped faces resized to %d", clip, n_frames, size)
+
+    return recording_bad_clips(clip, out, work)
+
+
+def resize_faces(frames: np.ndarray, size: int) -> np.ndarray:
+    """(N, H, W, 3) uint8 crops -> (N, size, size, 3): antialiased bilinear, the whole crop."""
+    if frames.shape[1:3] == (size, size):
+        return frames.copy()
+    x = torch.from_numpy(frames).permute(0, 3, 1, 2).float()
+    x = torch.nn.functional.interpolate(
+        x, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    )
+    return x.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).numpy()

@@ -15,5 +15,6 @@ rule align_faces:
     threads: 1
     params:
         faces=PRESET["faces"],
+        face_input=lambda wildcards: face_input(wildcards.clip),
     script:
         "../scripts/align_faces.py"
