@@ -1,8 +1,12 @@
-# MSFF: video clips -> aligned faces, spectrograms and openSMILE features (part 1 of the DAG).
+# MSFF: labelled video clips -> per-model class scores -> fused predictions and a report.
 #
-#   clips.tsv ─┬─ extract_frames ── align_faces ──────────────┐
-#              └─ extract_audio ─┬─ spectrograms ─────────────┼─ qc
-#                                └─ opensmile ────────────────┘
+#   clips.tsv ─┬─ extract_frames ── align_faces ─┬─ finetune_cnn ── cnn_features ── train_blstm ─┐
+#              │                                 └─ train_c3d ─────────────────────────────────┤
+#              └─ extract_audio ─┬─ spectrograms ── finetune_audio_cnn ── audio_features ──     │
+#                                │                  train_blstm_audio ─────────────────────────┼─ fuse ── evaluate
+#                                └─ opensmile ── svm_opensmile ────────────────────────────────┘
+#   qc: one row per clip (faces found, audio, errors).  Not in the default target:
+#   `snakemake crossval`, subject-grouped k-fold cross-validation of the face models.
 from snakemake.utils import min_version
 
 min_version("9.0")
@@ -22,6 +26,8 @@ include: "workflow/rules/qc.smk"
 include: "workflow/rules/face_models.smk"
 include: "workflow/rules/audio_models.smk"
 include: "workflow/rules/fuse.smk"
+include: "workflow/rules/class_weighting.smk"
+include: "workflow/rules/crossval.smk"
 
 
 rule all:

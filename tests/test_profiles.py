@@ -118,6 +118,8 @@ def test_default_profile_keeps_gpu_jobs_to_one_card():
         "finetune_audio_cnn",
         "audio_features",
         "train_blstm_audio",
+        "class_weighting",
+        "crossval",
     }
 
 

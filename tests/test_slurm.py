@@ -68,6 +68,7 @@ MODEL_RULES = {
     "svm_opensmile",
     "fuse",
     "evaluate",
+    "class_weighting",
 }
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 
@@ -491,6 +492,10 @@ def test_report_holds_the_tables_and_the_fusion_is_no_worse_than_one_model(slurm
     table1 = pd.read_csv(io.StringIO(embedded["table1.tsv"]), sep="\t")
     assert {"fusion", "opensmile_svm", "c3d"} <= set(table1["model"])
     assert {"accuracy", "uar", "macro_f1", "recall_disgust", "recall_surprise"} <= set(table1)
+    weighting = pd.read_csv(io.StringIO(embedded["class_weighting.tsv"]), sep="\t")
+    assert set(weighting["class_weighted"]) == {True, False}  # every model, on and off
+    assert set(weighting["model"]) == set(table1["model"]) - {"fusion"}
+    assert {"recall_disgust", "recall_surprise"} <= set(weighting)
     assert "filename=fusion.val.png" in html and "Confusion matrices" in html
     # The grid holds every single model (weight 1), so on validation fusion is at least as
     # accurate as the best of them.
@@ -500,3 +505,35 @@ def test_report_holds_the_tables_and_the_fusion_is_no_worse_than_one_model(slurm
         work / "results" / "evaluation" / "confusion" / "fusion.val.tsv", sep="\t", index_col=0
     )
     assert confusion.to_numpy().sum() == weights["n_val_clips"] == 2
+
+
+def test_submission_files_follow_the_predictions(slurm_run):
+    """`fusion.submission`: one EmotiW file per test clip, named after it, its label inside."""
+    work, _, _ = slurm_run
+    overlay = work / "submission.yaml"  # merged over config.yaml, key by key
+    overlay.write_text("fusion:\n  submission: true\n")
+    run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-s",
+            REPO / "Snakefile",
+            "-d",
+            work,
+            "--cores",
+            "1",
+            "--configfile",
+            work / "config.yaml",
+            overlay,
+        ],
+        cwd=work,
+        timeout=300,
+    )
+    predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t", dtype=str)
+    files = sorted((work / "results" / "submission").iterdir())
+    assert [f.name for f in files] == sorted(f"{clip}.txt" for clip in predictions["clip"])
+    for clip, label in zip(predictions["clip"], predictions["predicted"], strict=True):
+        text = (work / "results" / "submission" / f"{clip}.txt").read_text()
+        assert text == label.capitalize() + "\n"
+        assert text.strip() in {"Angry", "Disgust", "Fear", "Happy", "Neutral", "Sad", "Surprise"}

@@ -2,6 +2,7 @@
 
 fuse      grid-searches the fusion weights on the validation clips, writes the weights,
           the fused scores of every clip, and the predictions of the test clips
+submission  the test predictions as EmotiW submission files
 evaluate  Table 1 (each model and the fusion: accuracy, UAR, macro-F1, per-class recall,
           on every split), Table 2 (every subset of the fused models, weights searched on
           validation), confusion matrices (TSV and PNG) of the validation and test splits
@@ -57,7 +58,6 @@ def fuse(
     out_weights: str,
     out_scores: str,
     out_predictions: str,
-    submission_dir: str | None = None,
 ) -> dict:
     """Search the weights on validation, fuse every clip, predict the test clips."""
     matrices = load_scores(score_paths, clips, classes)
@@ -96,11 +96,21 @@ def fuse(
     predictions.insert(0, "predicted", [classes[k] for k in fused[test].argmax(1)])
     predictions.insert(0, "clip", [clips[i]["clip"] for i in test])
     _atomic_tsv(out_predictions, predictions)
-    if submission_dir:
-        # EmotiW: one text file per clip, named after it, holding the predicted label.
-        for clip, label in zip(predictions.clip, predictions.predicted, strict=True):
-            cache.write_text(Path(submission_dir) / f"{clip}.txt", label.capitalize() + "\n")
     return record
+
+
+def write_submission(predictions_tsv: str | Path, out_dir: str | Path) -> int:
+    """Write EmotiW's submission files: one ``{clip}.txt`` per test clip; returns how many.
+
+    Each holds the clip's predicted label capitalised as AFEW spells it (``Angry`` ...
+    ``Surprise``).
+    """
+    predictions = pd.read_csv(predictions_tsv, sep="\t", dtype={"clip": str})
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for clip, label in zip(predictions["clip"], predictions["predicted"], strict=True):
+        cache.write_text(out_dir / f"{clip}.txt", label.capitalize() + "\n")
+    return len(predictions)
 
 
 def coverage(qc_tsv: str, clips: list[dict]) -> dict[str, float]:

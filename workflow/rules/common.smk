@@ -38,8 +38,15 @@ def msff_code(module):
 
 
 def has_stream(clip, column):
-    """Whether the sheet says the clip has that stream (assumed when the sheet does not say)."""
+    """Whether the clip has that stream: the sheet says, else assumed (a frame folder has no audio)."""
+    if column == "has_audio" and Path(CLIPS.loc[clip, "path"]).is_dir():
+        return False
     return bool(CLIPS.loc[clip].get(column, True))
+
+
+def face_input(clip):
+    """detect (MTCNN + alignment) or precropped (the frames are face crops): sheet, else config."""
+    return CLIPS.loc[clip].get("face_input") or config["face_input"]
 
 
 def get_source(wildcards):
@@ -134,6 +141,16 @@ def model_names():
     return names
 
 
+def weighting_features():
+    """The run's feature caches the BLSTMs read, by source (rule class_weighting)."""
+    features = {
+        b: f"results/features/{b}.h5" for b in config["models"]["face_backbones"]
+    }
+    if config["models"]["audio_cnn"]:
+        features["vgg19_audio"] = "results/features/vgg19_audio.h5"
+    return features
+
+
 def model_scores():
     return [f"results/scores/{name}.tsv" for name in model_names()]
 
@@ -154,9 +171,13 @@ def get_all_scores(wildcards):
 
 
 def get_final_output():
-    return [
+    outputs = [
         "results/qc.tsv",
         "results/predictions.tsv",
         "results/evaluation/table1.tsv",
         "results/evaluation/table2.tsv",
+        "results/evaluation/class_weighting.tsv",
     ]
+    if config["fusion"]["submission"]:
+        outputs.append("results/submission")
+    return outputs

@@ -30,6 +30,20 @@ rule fuse:
         "../scripts/fuse.py"
 
 
+rule submission:
+    input:
+        predictions="results/predictions.tsv",
+        code=msff_code("msff.stages.fuse"),
+    output:
+        directory("results/submission"),
+    log:
+        "logs/submission.log",
+    conda:
+        "../../envs/msff.yaml"
+    script:
+        "../scripts/submission.py"
+
+
 rule evaluate:
     input:
         scores=get_all_scores,

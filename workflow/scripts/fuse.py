@@ -14,7 +14,6 @@ record = fuse(
     out_weights=snakemake.output.weights,
     out_scores=snakemake.output.scores,
     out_predictions=snakemake.output.predictions,
-    submission_dir="results/submission" if settings["submission"] else None,
 )
 print(
     f"predictions: {snakemake.output.predictions} (fusion weights "

@@ -1,0 +1,263 @@
+"""Subject-grouped k-fold cross-validation of the face models over a whole sheet.
+
+Small labelled face sets (CK+: 216 sequences of 79 subjects) are measured this way rather
+than on one split. Folds are ``StratifiedGroupKFold`` over subjects (seeded), so no
+subject is in two folds and each fold has roughly every class. For fold k its clips are
+the test clips; of the other subjects, one grouped share more is held out as validation
+clips (early stopping, fusion weights) and the rest train. Each fold runs the very stage
+functions the workflow's rules run (``msff.stages.models``), so every clip is scored
+exactly once by models that never saw its subject.
+
+Models: the ``fer2013`` backbone zero-shot (its own FER2013 head; classes the sheet never
+uses are left out of its argmax), each configured frame backbone fine-tuned (frame
+scores averaged: ``{backbone}_frames``), the BLSTM on its features (``{backbone}_blstm``),
+C3D, and ``face_fusion``, their weighted sum with weights searched per fold on its
+validation clips. Written to ``out_dir``: ``scores/{model}.tsv`` (out-of-fold scores,
+``split`` = the clip's fold), ``metrics.tsv`` (accuracy, UAR, macro-F1, per-class recall
+and wall time per model), ``confusion/{model}.tsv`` and ``.png``, ``folds.tsv`` (each
+clip's fold) and ``folds/fold{k}/`` (that fold's models, provenance and scores).
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+from sklearn.model_selection import StratifiedGroupKFold
+
+from msff import cache, evaluate, fusion, scores
+from msff.datasets import found_rows
+from msff.models.mini_xception import FER2013_CLASSES, load_fer2013, preprocess
+from msff.stages import log
+from msff.stages.models import cnn_features, finetune_cnn, train_blstm, train_c3d
+from msff.train import TrainSettings
+
+
+def assign_folds(records: list[dict], classes: list[str], k: int, seed: int) -> np.ndarray:
+    """The fold (0..k-1) of every clip: subject-grouped, class-stratified, seeded."""
+    labels = np.array([classes.index(r["class"]) for r in records])
+    groups = np.array([r["speaker"] for r in records])
+    if len(set(groups)) < k:
+        raise ValueError(f"{k} folds need at least {k} subjects, the sheet has {len(set(groups))}")
+    fold = np.full(len(records), -1)
+    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
+    for i, (_, held) in enumerate(splitter.split(labels, labels, groups)):
+        fold[held] = i
+    return fold
+
+
+def fold_records(
+    records: list[dict], fold: np.ndarray, k: int, classes: list[str], seed: int
+) -> list[dict]:
+    """The clips of fold ``k`` as test, a grouped 1/folds of the rest as val, the rest train."""
+    rest = np.flatnonzero(fold != k)
+    inner = assign_folds([records[i] for i in rest], classes, int(fold.max()) + 1, seed + k)
+    split = np.full(len(records), "train", dtype=object)
+    split[fold == k] = "test"
+    split[rest[inner == 0]] = "val"
+    return [dict(r, split=s) for r, s in zip(records, split, strict=True)]
+
+
+def zero_shot(
+    faces_h5: dict[str, str], records: list[dict], classes: list[str], weights: str | None
+) -> tuple[np.ndarray, list[str]]:
+    """FER2013 mini-Xception with its own head: the mean of its frame softmax per clip.
+
+    Its seven classes are mapped to ours by name; classes that no clip of ``records`` has
+    (neutral, on CK+) get probability 0, so the argmax picks among the sheet's classes.
+    """
+    model = load_fer2013(weights).eval()
+    used = {r["class"] for r in records}
+    keep = np.array([c in used for c in classes], float)
+    columns = [FER2013_CLASSES.index(c) if c in FER2013_CLASSES else -1 for c in classes]
+    out, notes = scores.uniform(len(records), len(classes)), [""] * len(records)
+    for i, r in enumerate(records):
+        path = faces_h5.get(r["clip"])
+        rows = found_rows(path) if path else np.zeros(0, int)
+        if not len(rows):
+            notes[i] = "no face found"
+            continue
+        faces = cache.read_faces(path)["faces"][rows]
+        with torch.no_grad():
+            probs = torch.softmax(model(preprocess(faces)), 1).mean(0).numpy()
+        mapped = np.array([probs[c] if c >= 0 else 0.0 for c in columns]) * keep
+        out[i] = mapped / mapped.sum()
+    return out, notes
+
+
+def run(
+    records: list[dict],
+    faces_h5: dict[str, str],
+    out_dir: str | Path,
+    classes: list[str],
+    settings: TrainSettings,
+    models: dict,
+    backbones: list[str],
+    c3d: bool,
+    weights: dict,
+    folds: int,
+    fusion_step: float,
+    device: str = "auto",
+) -> pd.DataFrame:
+    """Cross-validate the face models over ``records``; returns the metrics table.
+
+    ``models`` is a preset's ``models`` block (sizes, window, crop); ``weights`` is
+    config ``weights``. Clips whose class is not among ``classes`` must be left out
+    by the caller (config ``labels.map``).
+    """
+    out_dir = Path(out_dir)
+    fold = assign_folds(records, classes, folds, settings.seed)
+    truth = np.array([classes.index(r["class"]) for r in records])
+    cache.write_text(
+        out_dir / "folds.tsv",
+        pd.DataFrame(
+            {"clip": [r["clip"] for r in records], "speaker": [r["speaker"] for r in records]}
+            | {"fold": fold}
+        ).to_csv(sep="\t", index=False),
+    )
+    trained = [m for b in backbones for m in (f"{b}_frames", f"{b}_blstm")]
+    trained += ["c3d"] if c3d else []
+    oof = {m: np.zeros((len(records), len(classes))) for m in [*trained, "face_fusion"]}
+    notes = {m: [""] * len(records) for m in oof}
+    seconds = dict.fromkeys(oof, 0.0)
+
+    started = time.perf_counter()
+    oof["fer2013_zeroshot"], notes["fer2013_zeroshot"] = zero_shot(
+        faces_h5, records, classes, weights.get("fer2013")
+    )
+    seconds["fer2013_zeroshot"] = time.perf_counter() - started
+
+    for k in range(folds):
+        fold_dir = out_dir / "folds" / f"fold{k}"
+        clips = fold_records(records, fold, k, classes, settings.seed)
+        test = fold == k
+        val = np.array([c["split"] == "val" for c in clips])
+        log.info(
+            "fold %d: %d train, %d val, %d test clips",
+            k,
+            int((~test & ~val).sum()),
+            int(val.sum()),
+            int(test.sum()),
+        )
+        paths = {}
+        for backbone in backbones:
+            cnn = fold_dir / f"{backbone}_cnn.pt"
+            frames_tsv = paths[f"{backbone}_frames"] = fold_dir / f"{backbone}_frames.tsv"
+            blstm_tsv = paths[f"{backbone}_blstm"] = fold_dir / f"{backbone}_blstm.tsv"
+            with _timer(seconds, f"{backbone}_frames"):
+                finetune_cnn(
+                    backbone,
+                    clips,
+                    faces_h5,
+                    cnn,
+                    cnn.with_suffix(".json"),
+                    frames_tsv,
+                    classes,
+                    settings,
+                    fc_width=models["fc_width"],
+                    crop=models["cnn_crop"],
+                    max_train_frames=models["max_train_frames"],
+                    weights=weights.get(backbone),
+                    device=device,
+                )
+            with _timer(seconds, f"{backbone}_blstm"):
+                features = fold_dir / f"{backbone}_features.h5"
+                cnn_features(cnn, clips, faces_h5, features, device=device)
+                train_blstm(
+                    features,
+                    clips,
+                    blstm_tsv,
+                    fold_dir / f"{backbone}_blstm.pt",
+                    fold_dir / f"{backbone}_blstm.json",
+                    classes,
+                    settings,
+                    hidden=models["blstm_hidden"],
+                    window=models["window"],
+                    stride=models["window_stride"],
+                    unseen_note="no face found",
+                    device=device,
+                )
+        if c3d:
+            paths["c3d"] = fold_dir / "c3d.tsv"
+            with _timer(seconds, "c3d"):
+                train_c3d(
+                    clips,
+                    faces_h5,
+                    paths["c3d"],
+                    fold_dir / "c3d.pt",
+                    fold_dir / "c3d.json",
+                    classes,
+                    settings,
+                    fc_width=models["fc_width"],
+                    width=models["c3d_width"],
+                    frames=models["c3d_frames"],
+                    size=models["c3d_size"],
+                    crop=models["cnn_crop"],
+                    stride=models["c3d_frames"] // 2,
+                    weights=weights.get("c3d"),
+                    batch_norm=models["batch_norm"],
+                    device=device,
+                )
+        fold_scores = {}
+        for name, path in paths.items():
+            table = scores.read(path, classes).loc[[r["clip"] for r in records]]
+            fold_scores[name] = table[classes].to_numpy(float)
+            oof[name][test] = fold_scores[name][test]
+            if "note" in table:
+                for i in np.flatnonzero(test):
+                    notes[name][i] = table["note"].iloc[i]
+        with _timer(seconds, "face_fusion"):
+            chosen = fusion.search([fold_scores[m][val] for m in trained], truth[val], fusion_step)
+            oof["face_fusion"][test] = fusion.fuse(
+                [fold_scores[m][test] for m in trained], chosen.weights
+            )
+        log.info(
+            "fold %d: fusion weights %s (val accuracy %.3f)",
+            k,
+            dict(zip(trained, chosen.weights.round(3).tolist(), strict=True)),
+            chosen.accuracy,
+        )
+    return _write(out_dir, records, fold, truth, classes, oof, notes, seconds, settings)
+
+
+@contextmanager
+def _timer(seconds: dict, name: str):
+    started = time.perf_counter()
+    yield
+    seconds[name] += time.perf_counter() - started
+
+
+def _write(out_dir, records, fold, truth, classes, oof, notes, seconds, settings):
+    rows = []
+    split = [f"fold{k}" for k in fold]
+    ids = [r["clip"] for r in records]
+    for name in ["fer2013_zeroshot", *[m for m in oof if m != "fer2013_zeroshot"]]:
+        scores.write(
+            out_dir / "scores" / f"{name}.tsv", ids, split, oof[name], classes, notes[name]
+        )
+        predicted = oof[name].argmax(1)
+        row = {"model": name, "folds": int(fold.max()) + 1}
+        row.update(evaluate.metrics(truth, predicted, classes))
+        row["majority_rate"] = float(np.bincount(truth).max() / len(truth))
+        row["seconds"] = round(seconds[name], 1)
+        rows.append(row)
+        table = evaluate.confusion(truth, predicted, classes)
+        cache.write_text(
+            out_dir / "confusion" / f"{name}.tsv",
+            table.reset_index(names="true").to_csv(sep="\t", index=False),
+        )
+        evaluate.confusion_png(
+            table,
+            out_dir / "confusion" / f"{name}.png",
+            f"{name}, {int(fold.max()) + 1}-fold CV ({len(truth)} clips)",
+        )
+    metrics = pd.DataFrame(rows)
+    cache.write_text(
+        out_dir / "metrics.tsv", metrics.to_csv(sep="\t", index=False, float_format="%.4f")
+    )
+    log.info("crossval (seed %d):\n%s", settings.seed, metrics.to_string(index=False))
+    return metrics
