@@ -1,0 +1,177 @@
+"""The face branch on real labelled faces: CK+48 (3-frame folders of 48x48 grey crops).
+
+Pre-cropped faces go through the trained heads; the fer2013 backbone + fc must beat the
+majority class by 30 points on a subject-independent split (the full 5-fold measurement
+is the `crossval` target's, see bench/README.md); 3-frame sequences go through the
+8-step BLSTM and C3D; the cross-validation keeps subjects apart and scores every clip once.
+"""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from msff import config, crossval, scores
+from msff.sheet import split_speakers
+from msff.stages.faces import precropped_faces
+from msff.stages.media import extract_frames
+from msff.stages.models import cnn_features, finetune_cnn, train_blstm, train_c3d
+from msff.train import TrainSettings
+
+from .conftest import CKPLUS
+
+CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+SIZE = 64  # aligned-face side for these tests; the cnn crop is 56
+SETTINGS = TrainSettings(batch_size=8, lr=0.01, epochs=12, patience=4, seed=0)
+
+
+@pytest.fixture(scope="module")
+def ckplus(tmp_path_factory, repo_config):
+    """Every CK+48 sequence config keeps (contempt dropped), as a pre-cropped faces cache."""
+    folder = tmp_path_factory.mktemp("ckplus")
+    records, faces = [], {}
+    with open(CKPLUS / "labels.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            cls = config.class_of(row["label"], repo_config["labels"])
+            if cls is None:
+                continue
+            clip = row["path"]
+            frames = folder / f"{clip}.frames.h5"
+            assert extract_frames(clip, str(CKPLUS / clip), frames, None, None) == ""
+            faces[clip] = str(folder / f"{clip}.h5")
+            assert precropped_faces(clip, frames, faces[clip], SIZE) == ""
+            records.append({"clip": clip, "class": cls, "speaker": row["speaker"]})
+    assert len(records) == 204 and len({r["speaker"] for r in records}) == 71
+    return records, faces
+
+
+def accuracy(path, records, split):
+    table = scores.read(path, CLASSES)
+    rows = [r for r in records if r["split"] == split]
+    predicted = table.loc[[r["clip"] for r in rows], CLASSES].to_numpy().argmax(1)
+    truth = np.array([CLASSES.index(r["class"]) for r in rows])
+    majority = np.bincount(truth).max() / len(truth)
+    return float((predicted == truth).mean()), float(majority)
+
+
+def test_backbone_fc_beats_majority_then_3_frame_sequences_feed_blstm_and_c3d(tmp_path, ckplus):
+    records, faces = ckplus
+    splits = split_speakers(
+        [r["speaker"] for r in records], {"train": 0.6, "val": 0.2, "test": 0.2}, seed=1
+    )
+    clips = [dict(r, split=splits[r["speaker"]]) for r in records]
+    model = tmp_path / "cnn.pt"
+    finetune_cnn(
+        "fer2013",
+        clips,
+        faces,
+        model,
+        tmp_path / "cnn.json",
+        tmp_path / "frames.tsv",
+        CLASSES,
+        SETTINGS,
+        fc_width=256,
+        crop=56,
+        max_train_frames=None,
+        weights=None,
+        device="cpu",
+    )
+    test_accuracy, majority = accuracy(tmp_path / "frames.tsv", clips, "test")
+    print(f"fer2013 + fc on CK+48 test subjects: {test_accuracy:.3f} (majority {majority:.3f})")
+    assert test_accuracy >= majority + 0.30
+
+    # Every sequence has 3 frames: the 8-step BLSTM windows and C3D's 8-frame clips loop
+    # them (0, 1, 2, 0, 1, ...); no clip is dropped or scored as unseen.
+    features = tmp_path / "features.h5"
+    cnn_features(model, clips, faces, features, device="cpu")
+    blstm = tmp_path / "blstm.tsv"
+    train_blstm(
+        features,
+        clips,
+        blstm,
+        tmp_path / "blstm.pt",
+        tmp_path / "blstm.json",
+        CLASSES,
+        SETTINGS,
+        hidden=32,
+        window=8,
+        stride=4,
+        unseen_note="no face found",
+        device="cpu",
+    )
+    c3d = tmp_path / "c3d.tsv"
+    train_c3d(
+        clips,
+        faces,
+        c3d,
+        tmp_path / "c3d.pt",
+        tmp_path / "c3d.json",
+        CLASSES,
+        TrainSettings(batch_size=8, optimizer="adam", lr=0.001, epochs=2, patience=2),
+        fc_width=64,
+        width=0.125,
+        frames=8,
+        size=32,
+        crop=56,
+        stride=4,
+        weights=None,
+        batch_norm=True,
+        device="cpu",
+    )
+    for path in (blstm, c3d):
+        table = scores.read(path, CLASSES)
+        assert len(table) == len(clips) and not table["note"].astype(bool).any()
+        assert (table[CLASSES].to_numpy().max(1) > 1 / 7 + 1e-3).all()  # no uniform row
+    blstm_accuracy, _ = accuracy(blstm, clips, "test")
+    print(f"+ BLSTM: {blstm_accuracy:.3f}")
+    assert blstm_accuracy >= majority + 0.30
+
+
+def test_crossval_keeps_subjects_apart_and_scores_every_clip_once(tmp_path, ckplus):
+    records, faces = ckplus
+    subset = [r for r in records if r["speaker"] < "S060"]  # ~30 subjects, 3 folds
+    models = dict(
+        fc_width=64,
+        cnn_crop=56,
+        max_train_frames=None,
+        blstm_hidden=16,
+        window=8,
+        window_stride=4,
+        c3d_width=0.125,
+        c3d_frames=8,
+        c3d_size=32,
+        batch_norm=True,
+    )
+    metrics = crossval.run(
+        subset,
+        faces,
+        tmp_path,
+        CLASSES,
+        TrainSettings(batch_size=8, lr=0.01, epochs=2, patience=2, seed=0),
+        models,
+        backbones=["fer2013"],
+        c3d=True,
+        weights={},
+        folds=3,
+        fusion_step=0.25,
+        device="cpu",
+    )
+    names = ["fer2013_zeroshot", "fer2013_frames", "fer2013_blstm", "c3d", "face_fusion"]
+    assert list(metrics["model"]) == names
+    folds = pd.read_csv(tmp_path / "folds.tsv", sep="\t", dtype=str).set_index("clip")
+    assert folds.groupby("speaker")["fold"].nunique().max() == 1  # a subject in one fold
+    assert sorted(folds["fold"].unique()) == ["0", "1", "2"]
+    for name in names:
+        table = scores.read(tmp_path / "scores" / f"{name}.tsv", CLASSES)
+        assert list(table.index) == [r["clip"] for r in subset]  # every clip, once
+        assert (table["split"] == "fold" + folds.loc[table.index, "fold"]).all()
+        confusion = pd.read_csv(tmp_path / "confusion" / f"{name}.tsv", sep="\t", index_col=0)
+        assert confusion.to_numpy().sum() == len(subset)
+        assert (tmp_path / "confusion" / f"{name}.png").stat().st_size > 0
+    row = metrics.set_index("model").loc["fer2013_zeroshot"]
+    # Zero-shot: the pretrained head already sees expressions (it was measured at 70 %).
+    assert row["accuracy"] > row["majority_rate"] + 0.2
+    assert np.isnan(row["recall_neutral"])  # CK+ has no neutral clip
