@@ -16,6 +16,7 @@ import yaml
 from msff import faces
 
 from .conftest import (
+    CKPLUS,
     CREMA_D,
     DATA,
     MEAD_FRONT,
@@ -34,16 +35,30 @@ GOOD = {
     "mead_happy": (MEAD_FRONT, "happy", "val", "W009", True, False),  # 256x256 face crop
     "speech_neutral": (SPEECH_NEUTRAL, "neutral", "test", "01", False, True),  # audio only
     "speech_angry": (SPEECH_ANGRY, "angry", "test", "01", False, True),
+    "ck_surprise": (CKPLUS / "S010_002", "surprise", "val", "S010", True, False),  # 3 PNGs
 }
-FACE_CLIPS = ["ravdess_happy", "crema_angry", "mead_happy", "mead_no_audio"]
+PRECROPPED = {"ck_surprise"}  # sheet column face_input; the rest take config's `detect`
+FACE_CLIPS = ["ravdess_happy", "crema_angry", "mead_happy", "mead_no_audio", "mead_frames"]
 AUDIO_CLIPS = ["ravdess_happy", "crema_angry", "speech_neutral", "speech_angry"]
 
 
-def sheet_rows(bad_clips):
+def sheet_rows(bad_clips, frame_folder):
     rows = [
         dict(clip=c, path=str(p), label=lab, split=s, speaker=spk, has_video=v, has_audio=a)
         for c, (p, lab, s, spk, v, a) in GOOD.items()
     ]
+    # A folder of PNG frames of a real clip, faces to be detected (the sheet says no audio).
+    rows.append(
+        dict(
+            clip="mead_frames",
+            path=str(frame_folder),
+            label="happy",
+            split="val",
+            speaker="W009",
+            has_video=True,
+            has_audio=False,
+        )
+    )
     # The bad ones; the sheet believes each has both streams, as a hand-made sheet would
     # (but for no_face, footage made without sound, where the sheet knows it).
     bad = {
@@ -66,6 +81,8 @@ def sheet_rows(bad_clips):
                 has_audio=clip != "no_face",
             )
         )
+    for row in rows:
+        row["face_input"] = "precropped" if row["clip"] in PRECROPPED else ""
     return rows
 
 
@@ -107,7 +124,7 @@ def ran(before: dict, after: dict) -> set[str]:
 
 
 @pytest.fixture(scope="module")
-def project(tmp_path_factory, bad_clips):
+def project(tmp_path_factory, bad_clips, frame_folder):
     """A copy of the workflow (so a test may edit its msff/ code) and a working folder."""
     root = tmp_path_factory.mktemp("workflow")
     repo = root / "repo"
@@ -121,7 +138,7 @@ def project(tmp_path_factory, bad_clips):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["samples"] = str(work / "clips.tsv")
     (work / "config.yaml").write_text(yaml.safe_dump(config))
-    write_sheet(work, sheet_rows(bad_clips))
+    write_sheet(work, sheet_rows(bad_clips, frame_folder))
     first = snakemake(repo, work)
     return repo, work, first
 
@@ -140,6 +157,7 @@ def qc(project):
 def test_run_completes_despite_bad_clips_and_lists_them(project, qc):
     _, work, first = project
     assert set(qc.index) == set(GOOD) | {
+        "mead_frames",
         "truncated",
         "zero_bytes",
         "no_face",
@@ -174,6 +192,20 @@ def test_branches_follow_the_streams(qc):
     assert qc.loc["mead_happy", "branches"] == "face"
     assert qc.loc["speech_neutral", "branches"] == "audio"
     assert qc.loc["mead_no_audio", "branches"] == "face"  # its face branch still ran
+    assert qc.loc["mead_frames", "branches"] == "face"  # a frame folder: no audio
+
+
+def test_precropped_frame_folder_takes_no_detection(project, qc):
+    _, work, _ = project
+    assert qc.loc["ck_surprise", "status"] == "ok" and qc.loc["ck_surprise", "branches"] == "face"
+    assert (
+        qc.loc["ck_surprise", "frames"] == 3 and qc.loc["ck_surprise", "face_coverage_pct"] == 100
+    )
+    assert "coverage assumed" in qc.loc["ck_surprise", "note"]
+    with h5py.File(work / "results" / "faces" / "ck_surprise.h5") as f:
+        assert f.attrs["face_input"] == "precropped" and f["found"][()].all()
+    with h5py.File(work / "results" / "faces" / "mead_frames.h5") as f:
+        assert "face_input" not in f.attrs  # detected, as config's face_input says
 
 
 def test_faces_found_and_aligned_on_every_clip_with_a_face(project, qc):
