@@ -14,8 +14,11 @@ frames     ``frames`` (N, H, W, 3) uint8 RGB; attrs ``fps``, ``source_fps``,
 faces      ``faces`` (N, S, S, 3) uint8 (zeros where no face), ``found`` (N,) bool,
            ``frame_index`` (N,) int32, ``box`` (N, 4) float32 x1 y1 x2 y2,
            ``landmarks`` (N, 5, 2) float32 (eyes, nose, mouth corners, in frame
-           pixels), ``prob`` (N,) float32 (NaN where no face); attrs ``fps``,
-           ``template`` (5, 2), ``track_resets``
+           pixels), ``prob`` (N,) float32 (NaN where no face or not detected),
+           ``detected`` (N,) bool (MTCNN ran on the frame; the landmarks of a found
+           face on a frame not detected are interpolated); attrs ``fps``,
+           ``template`` (5, 2), ``track_resets``, ``n_frames``, ``n_found``,
+           ``n_detected``, ``detect_every``
 audio      ``waveform`` (T,) float32 mono; attrs ``sample_rate``, ``seconds``,
            ``loudest_dbfs`` (RMS of the loudest 100 ms), ``silent``
 spectrogram ``images`` (R, K, size, size) uint8 (0 = top_db below the clip's peak,
@@ -144,6 +147,7 @@ class FaceWriter:
                 "faces", (size, size, 3), np.uint8, 1, compression="gzip", compression_opts=1
             ),
             "found": grow("found", (), bool),
+            "detected": grow("detected", (), bool),
             "frame_index": grow("frame_index", (), np.int32),
             "box": grow("box", (4,), np.float32),
             "landmarks": grow("landmarks", (5, 2), np.float32),
