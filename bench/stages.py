@@ -406,25 +406,12 @@ def _long_video(source: str, seconds: float, folder: Path, ffmpeg: str | None) -
     """A real clip looped to ``seconds`` (stream copy: no re-encoding, no quality change)."""
     from msff import media
 
-    out = folder / f"long_{int(seconds)}s{Path(source).suffix}"
-    subprocess.run(
-        [
-            media.ffmpeg_exe(ffmpeg),
-            "-v",
-            "error",
-            "-y",
-            "-stream_loop",
-            "-1",
-            "-i",
-            source,
-            "-t",
-            str(seconds),
-            "-c",
-            "copy",
-            str(out),
-        ],
-        check=True,
-    )
+    out = folder / f"long_{int(seconds)}s.mp4"
+    # Stream copy of an MP4 takes a second; other containers (FLV loops fail to copy) are
+    # re-encoded once.
+    codec = ["-c:v", "copy"] if source.endswith(".mp4") else ["-c:v", "libx264", "-crf", "18"]
+    cmd = [media.ffmpeg_exe(ffmpeg), "-v", "error", "-y", "-stream_loop", "-1", "-i", source]
+    subprocess.run([*cmd, "-t", str(seconds), "-an", *codec, str(out)], check=True)
     return out
 
 
@@ -606,14 +593,15 @@ def main() -> None:
 
     long = None
     if args.long_minutes > 0:
-        video = _long_video(clips[-1]["path"], args.long_minutes * 60, work, args.ffmpeg)
+        source = next((c for c in clips if c["path"].endswith(".mp4")), clips[0])
+        video = _long_video(source["path"], args.long_minutes * 60, work, args.ffmpeg)
         info = media.probe(video, args.ffmpeg)
         width, height = media.output_size(
             info.video.width, info.video.height, preset["frames"]["max_side"]
         )
         one = [
             {
-                **clips[-1],
+                **source,
                 "clip": "long",
                 "path": str(video),
                 "width": width,
@@ -629,11 +617,11 @@ def main() -> None:
             "seconds": info.duration,
             "frames": frames_result["frames"],
             "frames_bytes": frames_bytes,
-            "video": Path(clips[-1]["path"]).name,
+            "video": Path(source["path"]).name,
         }
         Path(one[0]["frames"]).unlink()
-    # The short clip's align_faces alone, for the memory comparison.
-    runner.run("short_align_faces", "align_faces", clips=clips[-1:])
+        # The short clip's align_faces alone, for the memory comparison.
+        runner.run("short_align_faces", "align_faces", clips=[source])
 
     _print_tables(args, preset, clips, runner.results, overhead, layouts, k_faces, long, cnn)
     sizes = _cache_sizes(clips, cnn["out"], audio_clips)
