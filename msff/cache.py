@@ -147,8 +147,8 @@ class FaceWriter:
 
         self.datasets = {
             # One face per HDF5 chunk: a training loader reads single faces at random. LZF,
-            # not gzip: measured (bench/stages.py) 1.4x the write and 1.25x the random-read
-            # speed of gzip level 1 for 8 % more bytes; uncompressed is 1.8x the bytes.
+            # not gzip: measured (bench/README.md) 1.7x the write and 1.5x the random-read
+            # speed of gzip level 1 for 10 % more bytes; uncompressed is 1.6x the bytes.
             "faces": grow("faces", (size, size, 3), np.uint8, 1, compression="lzf"),
             "found": grow("found", (), bool),
             "detected": grow("detected", (), bool),
