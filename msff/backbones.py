@@ -74,9 +74,13 @@ class Fer2013Net(nn.Module):
         x = self.dropout(F.relu(self.fc6(self.backbone.features(x))))
         return self.dropout(F.relu(self.fc7(x)))
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits from ``features(x)``: one backbone pass serves features and scores."""
+        return self.fc8(features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)``."""
-        return self.fc8(self.features(x))
+        return self.classify(self.features(x))
 
 
 def _rgb(normalize, size: int | None = None):

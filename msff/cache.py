@@ -14,9 +14,12 @@ frames     ``frames`` (N, H, W, 3) uint8 RGB; attrs ``fps``, ``source_fps``,
 faces      ``faces`` (N, S, S, 3) uint8 (zeros where no face), ``found`` (N,) bool,
            ``frame_index`` (N,) int32, ``box`` (N, 4) float32 x1 y1 x2 y2,
            ``landmarks`` (N, 5, 2) float32 (eyes, nose, mouth corners, in frame
-           pixels), ``prob`` (N,) float32 (NaN where no face); attrs ``fps``,
-           ``template`` (5, 2), ``track_resets``; ``face_input`` = precropped when
-           the frames were face crops (no detection: ``found`` all true)
+           pixels), ``prob`` (N,) float32 (NaN where no face or not detected),
+           ``detected`` (N,) bool (MTCNN ran on the frame; the landmarks of a found
+           face on a frame not detected are interpolated); attrs ``fps``,
+           ``template`` (5, 2), ``track_resets``, ``n_frames``, ``n_found``,
+           ``n_detected``, ``detect_every``; ``face_input`` = precropped when the frames
+           were face crops (no detection: ``found`` all true, ``detected`` all false)
 audio      ``waveform`` (T,) float32 mono; attrs ``sample_rate``, ``seconds``,
            ``loudest_dbfs`` (RMS of the loudest 100 ms), ``silent``
 spectrogram ``images`` (R, K, size, size) uint8 (0 = top_db below the clip's peak,
@@ -106,7 +109,12 @@ def frame_chunks(path: str | Path, chunk: int = 32) -> Iterator[np.ndarray]:
 
 
 class FrameWriter:
-    """Append frames chunk by chunk to an open cache file (resizable, one HDF5 chunk a frame)."""
+    """Append frames chunk by chunk to an open cache file (resizable, one HDF5 chunk a frame).
+
+    Not compressed: the frames cache is temporary (read once by align_faces), and LZF made
+    extract_frames 1.72x a bare ffmpeg decode against 1.24x without (bench/stages.py), for
+    3.7x the bytes while it exists (align_faces has the rule priority that deletes it soon).
+    """
 
     def __init__(self, f: h5py.File, height: int, width: int):
         self.dataset = f.create_dataset(
@@ -115,7 +123,6 @@ class FrameWriter:
             maxshape=(None, height, width, 3),
             dtype=np.uint8,
             chunks=(1, height, width, 3),
-            compression="lzf",
         )
 
     def append(self, frames: np.ndarray) -> None:
@@ -140,11 +147,12 @@ class FaceWriter:
             )
 
         self.datasets = {
-            # One face per HDF5 chunk: a training loader reads single faces at random.
-            "faces": grow(
-                "faces", (size, size, 3), np.uint8, 1, compression="gzip", compression_opts=1
-            ),
+            # One face per HDF5 chunk: a training loader reads single faces at random. LZF,
+            # not gzip: measured (bench/README.md) 1.7x the write and 1.5x the random-read
+            # speed of gzip level 1 for 10 % more bytes; uncompressed is 1.6x the bytes.
+            "faces": grow("faces", (size, size, 3), np.uint8, 1, compression="lzf"),
             "found": grow("found", (), bool),
+            "detected": grow("detected", (), bool),
             "frame_index": grow("frame_index", (), np.int32),
             "box": grow("box", (4,), np.float32),
             "landmarks": grow("landmarks", (5, 2), np.float32),

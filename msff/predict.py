@@ -43,23 +43,37 @@ def _blstm(path: Path, features: np.ndarray) -> np.ndarray | None:
         return torch.softmax(model(batch), 1).mean(0).numpy()
 
 
-def _probabilities(name: str, models: Path, caches: dict[str, Path]) -> np.ndarray | None:
-    """One model's class scores for one clip, or None when it cannot see the clip."""
+def _frame_cnn(models: Path, backbone: str, faces: Path) -> tuple[np.ndarray, np.ndarray]:
+    """fc7 features and class probabilities of every found face, from one backbone pass."""
+    built, meta = _rebuild(models / f"{backbone}_cnn.pt")
+    batches = _face_batches(str(faces), meta["crop"], built.prepare, 64)
+    features = _features(built.model, batches, torch.device("cpu"))
+    with torch.no_grad():
+        logits = built.model.classify(torch.from_numpy(features))
+    return features, torch.softmax(logits, 1).numpy()
+
+
+def _probabilities(
+    name: str, models: Path, caches: dict[str, Path], frame_cnns: dict | None = None
+) -> np.ndarray | None:
+    """One model's class scores for one clip, or None when it cannot see the clip.
+
+    ``frame_cnns`` keeps each backbone's pass over the faces, so its frame scores and its
+    BLSTM reuse one computation of the features.
+    """
     faces, spectro, smile = caches.get("faces"), caches.get("spectrograms"), caches.get("opensmile")
     if name.endswith(("_frames", "_blstm")) and name != "vgg19_blstm_audio":
         backbone = name.rsplit("_", 1)[0]
         if faces is None or not len(found_rows(faces)):
             return None
-        built, meta = _rebuild(models / f"{backbone}_cnn.pt")
-        batches = _face_batches(str(faces), meta["crop"], built.prepare, 64)
+        frame_cnns = {} if frame_cnns is None else frame_cnns
+        if backbone not in frame_cnns:
+            frame_cnns[backbone] = _frame_cnn(models, backbone, faces)
+        features, probs = frame_cnns[backbone]
         if name.endswith("_frames"):
-            built.model.eval()
-            with torch.no_grad():
-                probs = [torch.softmax(built.model(x), 1).numpy() for x in batches]
-            return np.concatenate(probs).mean(0)
+            return probs.mean(0)
         # The workflow stores fc7 features as float16: round the same way.
-        features = _features(built.model, batches, torch.device("cpu")).astype(np.float16)
-        return _blstm(models / f"{backbone}_blstm.pt", features)
+        return _blstm(models / f"{backbone}_blstm.pt", features.astype(np.float16))
     if name == "c3d":
         if faces is None or not len(found_rows(faces)):
             return None
@@ -164,9 +178,9 @@ def predict(path: str | Path, results: str | Path, cfg: dict) -> dict:
     clip = sheet.clip_id(path)
     with tempfile.TemporaryDirectory() as tmp:
         caches = _stages(path, clip, Path(tmp), cfg)
-        scores, used = [], []
+        scores, used, frame_cnns = [], [], {}
         for name in record["models"]:
-            probs = _probabilities(name, results / "models", caches)
+            probs = _probabilities(name, results / "models", caches, frame_cnns)
             if probs is not None:
                 used.append(name)
             scores.append(np.full(len(classes), 1 / len(classes)) if probs is None else probs)

@@ -69,6 +69,7 @@ def test_precropped_keeps_the_face_pixels_but_for_the_resize(tmp_path, size):
     assert precropped_faces("S014_001", frames, faces, size) == ""
     data = cache.read_faces(faces)
     assert data["found"].all() and data["attrs"]["n_found"] == data["attrs"]["n_frames"] == 3
+    assert not data["detected"].any()
     assert data["attrs"]["face_input"] == "precropped"
     assert "coverage assumed" in data["attrs"]["note"]
     for face, path in zip(data["faces"], sorted((CKPLUS / "S014_001").glob("*.png")), strict=True):

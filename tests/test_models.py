@@ -395,3 +395,18 @@ def test_vgg19_errors_name_the_keys_as_the_file_does(tmp_path, vgg19_file):
     path = save({k: v for k, v in state.items() if k != "features.0.bias"}, tmp_path / "v.pth")
     with pytest.raises(WeightsError, match=re.escape(f"{path}: features.0.bias is in the model")):
         load_torchvision(VGG19(fc_width=SMALL), path, "vgg19")
+
+
+@pytest.mark.parametrize("name", ["fer2013", "vgg_face", "resnet50"])
+def test_one_backbone_pass_gives_features_and_class_scores(name):
+    """msff predict scores a backbone's frames and feeds its BLSTM from one features pass."""
+    from msff import backbones
+
+    torch.manual_seed(0)
+    if name == "fer2013":
+        model, x = backbones.frame_cnn(name, 7, SMALL, None).model, torch.rand(2, 1, 64, 64)
+    else:
+        model, x = BACKBONES[name](num_classes=7, fc_width=SMALL), tiny_input(name)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.classify(model.features(x)), model(x))

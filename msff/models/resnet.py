@@ -55,9 +55,13 @@ class ResNet50(nn.Module):
         """fc6 activations after ReLU, ``(B, fc_width)``: the paper's frame features."""
         return F.relu(self.fc6(torch.flatten(self.avgpool(self.convolutions(x)), 1)))
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits from ``features(x)``: one backbone pass serves features and scores."""
+        return self.fc(self.dropout(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` of images ``(B, 3, H, W)``."""
-        return self.fc(self.dropout(self.features(x)))
+        return self.classify(self.features(x))
 
     def train(self, mode: bool = True) -> ResNet50:
         """Set training mode, but keep frozen batch norms in eval mode.

@@ -64,6 +64,10 @@ class VGGFace(nn.Module):
         x = self.dropout(F.relu(self.fc6(x)))
         return F.relu(self.fc7(x))
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits from ``features(x)``: one backbone pass serves features and scores."""
+        return self.fc8(self.dropout(features))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` of images ``(B, 3, H, W)``."""
-        return self.fc8(self.dropout(self.features(x)))
+        return self.classify(self.features(x))

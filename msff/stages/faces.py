@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from msff import cache
-from msff.faces import FaceDetector, Tracker, align, template
+from msff.faces import FaceDetector, Tracker, align, interpolate_track, keyframes, template
 from msff.stages import log, recording_bad_clips, upstream_error
 
 
@@ -27,11 +27,15 @@ def align_faces(
     track_min_iou: float,
     batch_size: int,
     device: str = "auto",
+    detect_every: int = 1,
 ) -> str:
     """Write the aligned faces of the frames cache ``frames`` to ``out``.
 
-    Frames are read and detected ``batch_size`` at a time, so memory does not grow with
-    the clip's length. Frames without the tracked face keep a row (``found`` false).
+    Frames are read ``batch_size * detect_every`` at a time, so memory does not grow with
+    the clip's length. MTCNN sees every ``detect_every``-th frame of a chunk and its last
+    (one batch of about ``batch_size``); the landmarks of the frames in between are
+    interpolated (``msff.faces.interpolate_track``). Frames without the tracked face keep
+    a row (``found`` false).
     """
 
     def work():
@@ -39,45 +43,53 @@ def align_faces(
         meta = cache.attrs(frames)
         detector = FaceDetector(min_face_size, detect_max_side, device)
         tracker = None
-        n_frames = n_found = 0
+        n_frames = n_found = n_detected = 0
         with cache.atomic_h5(out, clip) as f:
             writer = cache.FaceWriter(f, size)
-            for chunk in cache.frame_chunks(frames, batch_size):
+            for chunk in cache.frame_chunks(frames, batch_size * detect_every):
                 if tracker is None:
                     tracker = Tracker(chunk.shape[2], chunk.shape[1], min_prob, track_min_iou)
-                detections = detector.detect(chunk)
-                picks = [tracker.select(d) for d in detections]
-                found = np.array([p >= 0 for p in picks])
-                box = np.full((len(chunk), 4), np.nan, np.float32)
-                landmarks = np.full((len(chunk), 5, 2), np.nan, np.float32)
-                prob = np.full(len(chunk), np.nan, np.float32)
-                for i, (d, p) in enumerate(zip(detections, picks, strict=True)):
-                    if p >= 0:
-                        box[i], landmarks[i], prob[i] = d.boxes[p], d.landmarks[p], d.probs[p]
+                keys = keyframes(len(chunk), detect_every)
+                detections = detector.detect(chunk[keys])
+                picks, segments = [], []
+                for d in detections:
+                    picks.append(tracker.select(d))
+                    segments.append(tracker.resets)
+                track = interpolate_track(len(chunk), keys, detections, picks, segments)
                 faces = np.zeros((len(chunk), size, size, 3), np.uint8)
-                faces[found] = align(chunk[found], landmarks[found], size)
+                faces[track.found] = align(chunk[track.found], track.landmarks[track.found], size)
                 writer.append(
                     faces=faces,
-                    found=found,
+                    found=track.found,
+                    detected=track.detected,
                     frame_index=np.arange(n_frames, n_frames + len(chunk)),
-                    box=box,
-                    landmarks=landmarks,
-                    prob=prob,
+                    box=track.box,
+                    landmarks=track.landmarks,
+                    prob=track.prob,
                 )
                 n_frames += len(chunk)
-                n_found += int(found.sum())
+                n_found += int(track.found.sum())
+                n_detected += len(keys)
             f.attrs.update(
                 fps=meta["fps"],
                 size=size,
                 template=template(size),
                 n_frames=n_frames,
                 n_found=n_found,
+                n_detected=n_detected,
+                detect_every=detect_every,
                 track_resets=tracker.resets if tracker else 0,
             )
             if n_found == 0:
                 f.attrs["note"] = f"no face found in {n_frames} frames"
                 log.warning("clip %s: %s", clip, f.attrs["note"])
-            log.info("clip %s: face in %d of %d frames", clip, n_found, n_frames)
+            log.info(
+                "clip %s: face in %d of %d frames (MTCNN on %d)",
+                clip,
+                n_found,
+                n_frames,
+                n_detected,
+            )
 
     return recording_bad_clips(clip, out, work)
 
@@ -103,6 +115,7 @@ def precropped_faces(clip: str, frames: str | Path, out: str | Path, size: int) 
                 writer.append(
                     faces=faces,
                     found=np.ones(n, bool),
+                    detected=np.zeros(n, bool),
                     frame_index=np.arange(n_frames, n_frames + n),
                     box=np.tile(
                         np.array([0, 0, chunk.shape[2], chunk.shape[1]], np.float32), (n, 1)
@@ -116,6 +129,7 @@ def precropped_faces(clip: str, frames: str | Path, out: str | Path, size: int) 
                 size=size,
                 n_frames=n_frames,
                 n_found=n_frames,
+                n_detected=0,
                 track_resets=0,
                 face_input="precropped",
                 note="pre-cropped faces: coverage assumed, not detected",

@@ -8,6 +8,9 @@ rule align_faces:
         "logs/align_faces/{clip}.log",
     benchmark:
         "benchmarks/align_faces/{clip}.tsv"
+    # Before the next clip's extract_frames: each frames cache (temporary, uncompressed)
+    # is deleted soon after it is written instead of piling up for every clip.
+    priority: 1
     group:
         "preprocess"
     conda:
