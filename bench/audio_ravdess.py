@@ -1,0 +1,370 @@
+"""Measure both audio models on RAVDESS speech with a speaker-independent split.
+
+Run from the repository root::
+
+    nice -n 10 python bench/audio_ravdess.py [--data ../shared/data/ravdess_speech]
+        [--work /tmp/msff-audio-ravdess] [--preset cpu] [--epochs N] [--threads 2]
+
+The measured run (bench/README.md) was ``--epochs 3 --threads 1``: 33 minutes on a
+shared 2-core machine, about 10 minutes per VGG-19 epoch over 24,054 training segments,
+so the preset's 15 epochs would take about 2.5 hours here.
+
+RAVDESS speech, actors 01-16 (960 clips), labels mapped by config ``labels.map``
+(calm dropped: 832 clips, 7 classes). One fixed split by actor (odd numbers are men):
+train 01-10 (5 men, 5 women), validation 11-13, test 14-16. The clips go through the
+workflow's own stage functions, called in-process with exactly the arguments the rules
+pass for the preset:
+
+- ``extract_audio``, ``spectrograms``, ``opensmile`` per clip, in a pool of 2 processes
+  (cached in ``--work``: a rerun skips them);
+- ``finetune_audio_cnn`` (VGG-19 on the spectrogram segments of the training clips, all
+  rate scales, noise), ``audio_features`` (fc7 of every scale-1.0 segment),
+  ``train_blstm`` (the BLSTM over windows of segment features): ``vgg19_blstm_audio``;
+- ``svm_opensmile`` (IS09 functionals + RBF SVM): ``opensmile_svm``.
+
+Reported for validation and test: accuracy, unweighted average recall (UAR) and per-class
+recall of the VGG-19 segment mean (the fine-tuned CNN's own fc8 softmax averaged over a
+clip's scale-1.0 segments, computed here from the fc7 features ``audio_features`` wrote;
+the workflow writes no scores for it), the VGG-19+BLSTM, the SVM, and their fusion (the
+weights :func:`msff.fusion.search` picks on validation, applied to test); the majority
+class rate; and the time of every stage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import torch
+
+from msff import config, evaluate, fusion, scores
+from msff.stages import audio as audio_stages
+from msff.stages import models
+from msff.stages.media import extract_audio
+from msff.stages.svm import svm_opensmile
+from msff.train import TrainSettings, clip_means
+
+REPO = Path(__file__).resolve().parents[1]
+SPLIT = {"train": "01-10", "val": "11-13", "test": "14-16"}
+STAGES = ("extract_audio", "spectrograms", "opensmile")
+UNSEEN = "no audio, or a silent track"  # the note rule train_blstm_audio passes
+
+
+def actors(text: str) -> list[str]:
+    """Actor ids of a range ``"01-10"`` or a list ``"01,03,05"``."""
+    if "-" in text:
+        first, last = text.split("-")
+        return [f"{a:02d}" for a in range(int(first), int(last) + 1)]
+    return [f"{int(a):02d}" for a in text.split(",")]
+
+
+def clip_records(data: Path, labels: dict, split: dict[str, list[str]]) -> pd.DataFrame:
+    """The clips of the split's actors that config keeps: clip, path, class, split, speaker."""
+    table = pd.read_csv(data / "labels.csv", dtype=str)
+    split_of = {actor: part for part, ids in split.items() for actor in ids}
+    table = table[table["speaker"].isin(split_of)].copy()
+    table["class"] = [config.class_of(label, labels) for label in table["label"]]
+    table = table[table["class"].notna()].reset_index(drop=True)
+    table["clip"] = [Path(p).stem for p in table["path"]]
+    table["path"] = [str(data / p) for p in table["path"]]
+    table["split"] = table["speaker"].map(split_of)
+    return table
+
+
+def preprocess(job: tuple) -> dict:
+    """extract_audio, spectrograms and opensmile of one clip; seconds of each stage run.
+
+    A stage whose output already exists is skipped (its time is None).
+    """
+    clip, source, work, audio_params, ffmpeg = job
+    paths = {stage: Path(work) / stage / f"{clip}.h5" for stage in STAGES}
+    spectrogram_params = {
+        k: v for k, v in audio_params.items() if k not in ("sample_rate", "silence_dbfs")
+    }
+    run = {
+        "extract_audio": lambda: extract_audio(
+            clip,
+            source,
+            paths["extract_audio"],
+            sample_rate=audio_params["sample_rate"],
+            silence_dbfs=audio_params["silence_dbfs"],
+            ffmpeg=ffmpeg,
+        ),
+        "spectrograms": lambda: audio_stages.spectrograms(
+            clip, paths["extract_audio"], paths["spectrograms"], **spectrogram_params
+        ),
+        "opensmile": lambda: audio_stages.opensmile(
+            clip, paths["extract_audio"], paths["opensmile"]
+        ),
+    }
+    seconds = {}
+    for stage in STAGES:
+        if paths[stage].exists():
+            seconds[stage] = None
+            continue
+        start = time.perf_counter()
+        error = run[stage]()
+        seconds[stage] = time.perf_counter() - start
+        if error:
+            seconds["error"] = error
+    return seconds
+
+
+def _pool_init() -> None:
+    torch.set_num_threads(1)  # two processes on two cores
+    logging.getLogger("msff").setLevel(logging.WARNING)  # no line per clip
+
+
+def segment_mean_scores(model_pt: Path, features_h5: Path, clips: list[dict]) -> np.ndarray:
+    """The VGG-19's fc8 softmax averaged over each clip's segments (uniform when none).
+
+    fc8 is ``classifier[6]`` applied to the fc7 features ``audio_features`` wrote (dropout
+    is the identity at test time), so this is the CNN's own segment-level prediction.
+    """
+    state = torch.load(model_pt, map_location="cpu", weights_only=True)["state_dict"]
+    weight, bias = state["classifier.6.weight"].double(), state["classifier.6.bias"].double()
+    probs, owner = [], []
+    with h5py.File(features_h5, "r") as f:
+        for i, c in enumerate(clips):
+            fc7 = torch.from_numpy(f[c["clip"]][()].astype(np.float64))
+            if len(fc7):
+                probs.append(torch.softmax(fc7 @ weight.T + bias, 1).numpy())
+                owner += [i] * len(fc7)
+    n_classes = len(bias)
+    stacked = np.concatenate(probs) if probs else np.zeros((0, n_classes))
+    return clip_means(stacked, owner, len(clips))[0]
+
+
+def history_line(provenance: Path) -> str:
+    """Epochs run, best epoch, seconds per epoch and the accuracy curves of a trained model."""
+    record = json.loads(provenance.read_text())
+    epochs = record["history"]["epochs"]
+    seconds = np.mean([e["seconds"] for e in epochs])
+    train = " ".join(f"{e['train_acc']:.2f}" for e in epochs)
+    val = " ".join(f"{e.get('val_acc', float('nan')):.2f}" for e in epochs)
+    return (
+        f"{len(epochs)} epochs (best {record['history']['best_epoch']}, "
+        f"stopped early: {record['history']['stopped_early']}), {seconds:.0f} s/epoch\n"
+        f"    train acc: {train}\n    val acc:   {val}"
+    )
+
+
+class Timer:
+    """Wall-clock seconds of named stages, in the order they ran."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+
+    def __call__(self, name: str, work, *args, **kwargs):
+        """Run ``work(*args, **kwargs)``, record and print its seconds, return its result."""
+        start = time.perf_counter()
+        out = work(*args, **kwargs)
+        self.seconds[name] = time.perf_counter() - start
+        print(f"[{time.strftime('%H:%M:%S')}] {name}: {self.seconds[name]:.1f} s", flush=True)
+        return out
+
+
+def main() -> None:
+    """Preprocess, train and score both audio models, fuse them, print the tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/ravdess_speech")
+    parser.add_argument("--config", type=Path, default=REPO / "config.yaml")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/msff-audio-ravdess"))
+    parser.add_argument("--preset", default="cpu", help="config preset (default cpu)")
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs (both heads)")
+    parser.add_argument("--jobs", type=int, default=2, help="preprocessing processes")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (rules: 2)")
+    for part, default in SPLIT.items():
+        parser.add_argument(f"--{part}", type=actors, default=actors(default), help=default)
+    args = parser.parse_args()
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s", force=True
+    )
+    cfg = config.load(args.config)
+    cfg["preset"] = args.preset
+    preset = config.preset(cfg)
+    labels, classes, m = cfg["labels"], cfg["labels"]["classes"], preset["models"]
+    # What common.smk's TRAIN holds: config train + the preset's optimiser, rate, epochs.
+    train = dict(
+        cfg["train"],
+        optimizer=m["optimizer"],
+        lr=m["lr"],
+        epochs=args.epochs or m["epochs"],
+        seed=cfg["seed"],
+    )
+    settings = TrainSettings(**train)
+    torch.set_num_threads(args.threads)
+    started = time.perf_counter()
+
+    split_actors = {part: getattr(args, part) for part in SPLIT}
+    table = clip_records(args.data, labels, split_actors)
+    clips = table[["clip", "class", "split", "speaker"]].to_dict("records")
+    for stage in STAGES:
+        (args.work / stage).mkdir(parents=True, exist_ok=True)
+    jobs = [
+        (c, p, str(args.work), preset["audio"], cfg.get("ffmpeg"))
+        for c, p in zip(table["clip"], table["path"], strict=True)
+    ]
+    t0 = time.perf_counter()
+    with ProcessPoolExecutor(args.jobs, initializer=_pool_init) as pool:
+        done = list(pool.map(preprocess, jobs, chunksize=4))
+    preprocess_s = time.perf_counter() - t0
+    errors = [d["error"] for d in done if "error" in d]
+    spectrograms = {c: str(args.work / "spectrograms" / f"{c}.h5") for c in table["clip"]}
+    opensmile = {c: str(args.work / "opensmile" / f"{c}.h5") for c in table["clip"]}
+
+    out = args.work / f"{args.preset}-e{settings.epochs}"
+    out.mkdir(parents=True, exist_ok=True)
+    timer = Timer()
+    timer(
+        "finetune_audio_cnn",
+        models.finetune_audio_cnn,
+        clips,
+        spectrograms,
+        out / "vgg19_audio_cnn.pt",
+        out / "vgg19_audio_cnn.json",
+        classes,
+        settings,
+        fc_width=m["fc_width"],
+        width=m["audio_cnn_width"],
+        input_size=m["audio_cnn_input"],
+        weights=cfg["weights"].get("vgg19"),
+        batch_norm=m["batch_norm"],
+        gaussian_std=cfg["audio_augmentation"]["gaussian_std"],
+        salt_pepper=cfg["audio_augmentation"]["salt_pepper"],
+        config=cfg,
+    )
+    timer(
+        "audio_features",
+        models.audio_features,
+        str(out / "vgg19_audio_cnn.pt"),
+        clips,
+        spectrograms,
+        str(out / "vgg19_audio.h5"),
+    )
+    timer(
+        "train_blstm_audio",
+        models.train_blstm,
+        str(out / "vgg19_audio.h5"),
+        clips,
+        str(out / "vgg19_blstm_audio.tsv"),
+        str(out / "vgg19_blstm_audio.pt"),
+        str(out / "vgg19_blstm_audio.json"),
+        classes,
+        settings,
+        hidden=m["blstm_hidden"],
+        window=m["window"],
+        stride=m["window_stride"],
+        unseen_note=UNSEEN,
+        config=cfg,
+    )
+    timer(
+        "svm_opensmile",
+        svm_opensmile,
+        clips,
+        opensmile,
+        str(out / "opensmile_svm.tsv"),
+        str(out / "opensmile_svm.json"),
+        str(out / "opensmile_svm.pkl"),
+        classes,
+        cfg["seed"],
+        c_grid=cfg["svm"]["c_grid"],
+        gamma_grid=cfg["svm"]["gamma_grid"],
+        folds=cfg["svm"]["folds"],
+        class_weighted=cfg["train"]["class_weighted"],
+    )
+
+    # Scores of every model, clips in `clips` order.
+    split = np.array([c["split"] for c in clips])
+    truth = np.array([classes.index(c["class"]) for c in clips])
+    rows = {
+        "vgg19 segment mean": segment_mean_scores(
+            out / "vgg19_audio_cnn.pt", out / "vgg19_audio.h5", clips
+        ),
+        "vgg19_blstm_audio": scores.read(out / "vgg19_blstm_audio.tsv", classes)
+        .loc[table["clip"], classes]
+        .to_numpy(),
+        "opensmile_svm": scores.read(out / "opensmile_svm.tsv", classes)
+        .loc[table["clip"], classes]
+        .to_numpy(),
+    }
+    fused = ["vgg19_blstm_audio", "opensmile_svm"]
+    val = split == "val"
+    search = fusion.search([rows[k][val] for k in fused], truth[val], cfg["fusion"]["step"])
+    rows["fusion"] = fusion.fuse([rows[k] for k in fused], search.weights)
+
+    results = []
+    for name, matrix in rows.items():
+        for part in ("val", "test"):
+            pick = split == part
+            got = evaluate.metrics(truth[pick], matrix[pick].argmax(1), classes)
+            results.append({"model": name, "split": part, **got})
+    counts = np.bincount(truth[split == "train"], minlength=len(classes))
+    majority = int(counts.argmax())  # ties: the first class in config order
+    for part in ("val", "test"):
+        pick = split == part
+        got = evaluate.metrics(truth[pick], np.full(pick.sum(), majority), classes)
+        results.append({"model": f"majority ({classes[majority]})", "split": part, **got})
+    result = pd.DataFrame(results)
+    result.columns = [c.removeprefix("recall_") for c in result.columns]
+
+    total_s = time.perf_counter() - started
+    n = len(clips)
+    pd.set_option("display.width", 160)
+    print()
+    print(f"RAVDESS speech, calm dropped: {n} clips, {len(classes)} classes")
+    for part, ids in split_actors.items():
+        print(f"  {part}: actors {','.join(ids)}, {int((split == part).sum())} clips")
+    shown = [k for k in m if k.startswith(("optimizer", "lr", "epochs", "fc_", "blstm", "audio"))]
+    print(f"preset {args.preset}: audio {json.dumps(preset['audio'])}")
+    print(f"  models {json.dumps({k: m[k] for k in [*shown, 'window', 'batch_norm']})}")
+    print(f"  train {json.dumps(train)}")
+    print(f"machine: {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print()
+    ran = {s: [d[s] for d in done if d[s] is not None] for s in STAGES}
+    print(f"preprocessing, pool of {args.jobs}: {preprocess_s:.1f} s wall for {n} clips")
+    for stage in STAGES:
+        if ran[stage]:
+            print(
+                f"  {stage}: {len(ran[stage])} clips run, {np.mean(ran[stage]):.3f} s per clip "
+                f"in one process ({np.sum(ran[stage]):.0f} s in all)"
+            )
+        else:
+            print(f"  {stage}: cached (all {n} clips)")
+    if errors:
+        print(f"  {len(errors)} clip errors, first: {errors[0]}")
+    with h5py.File(spectrograms[clips[0]["clip"]], "r") as f:
+        shape = f["images"].shape
+    print(f"  spectrogram cache of {clips[0]['clip']}: {shape} (scales, segments, H, W)")
+    print(f"model stages ({args.threads} torch threads):")
+    for stage, seconds in timer.seconds.items():
+        print(f"  {stage}: {seconds:.1f} s")
+    print(f"  VGG-19: {history_line(out / 'vgg19_audio_cnn.json')}")
+    print(f"  BLSTM:  {history_line(out / 'vgg19_blstm_audio.json')}")
+    svm_record = json.loads((out / "opensmile_svm.json").read_text())
+    print(f"  SVM: {json.dumps({k: svm_record.get(k) for k in ('C', 'gamma', 'cv_accuracy')})}")
+    print(
+        f"fusion weights (searched on val, step {cfg['fusion']['step']}): "
+        + ", ".join(f"{k} {w:.2f}" for k, w in zip(fused, search.weights, strict=True))
+        + f" (val accuracy {search.accuracy:.3f})"
+    )
+    print()
+    columns = ["model", "split", "n_clips", "accuracy", "uar", *classes]
+    print(result[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(f"chance 1/{len(classes)} = {1 / len(classes):.3f}")
+    print(f"total {total_s:.0f} s ({total_s / 60:.1f} min)")
+
+
+if __name__ == "__main__":
+    main()
