@@ -531,7 +531,8 @@ def test_submission_files_follow_the_predictions(slurm_run):
         timeout=300,
     )
     predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t", dtype=str)
-    files = sorted((work / "results" / "submission").iterdir())
+    # (Snakemake marks a directory output with a hidden .snakemake_timestamp file.)
+    files = sorted(p for p in (work / "results" / "submission").iterdir() if p.name[0] != ".")
     assert [f.name for f in files] == sorted(f"{clip}.txt" for clip in predictions["clip"])
     for clip, label in zip(predictions["clip"], predictions["predicted"], strict=True):
         text = (work / "results" / "submission" / f"{clip}.txt").read_text()
