@@ -33,7 +33,15 @@ from msff import cache, evaluate, fusion, scores
 from msff.datasets import found_rows
 from msff.models.mini_xception import FER2013_CLASSES, load_fer2013, preprocess
 from msff.stages import log
-from msff.stages.models import cnn_features, finetune_cnn, train_blstm, train_c3d
+from msff.stages.models import (
+    blstm_options,
+    c3d_options,
+    cnn_features,
+    finetune_cnn,
+    frame_cnn_options,
+    train_blstm,
+    train_c3d,
+)
 from msff.train import TrainSettings
 
 
@@ -158,9 +166,7 @@ def run(
                     frames_tsv,
                     classes,
                     settings,
-                    fc_width=models["fc_width"],
-                    crop=models["cnn_crop"],
-                    max_train_frames=models["max_train_frames"],
+                    **frame_cnn_options(models),
                     weights=weights.get(backbone),
                     device=device,
                 )
@@ -175,9 +181,7 @@ def run(
                     fold_dir / f"{backbone}_blstm.json",
                     classes,
                     settings,
-                    hidden=models["blstm_hidden"],
-                    window=models["window"],
-                    stride=models["window_stride"],
+                    **blstm_options(models),
                     unseen_note="no face found",
                     device=device,
                 )
@@ -192,14 +196,8 @@ def run(
                     fold_dir / "c3d.json",
                     classes,
                     settings,
-                    fc_width=models["fc_width"],
-                    width=models["c3d_width"],
-                    frames=models["c3d_frames"],
-                    size=models["c3d_size"],
-                    crop=models["cnn_crop"],
-                    stride=models["c3d_frames"] // 2,
+                    **c3d_options(models),
                     weights=weights.get("c3d"),
-                    batch_norm=models["batch_norm"],
                     device=device,
                 )
         fold_scores = {}

@@ -29,6 +29,38 @@ from msff.stages import log
 from msff.train import TrainSettings, clip_means, fit, predict, write_provenance
 
 
+def frame_cnn_options(models: dict) -> dict:
+    """The keyword arguments ``finetune_cnn`` takes from a preset's ``models`` block."""
+    return dict(
+        fc_width=models["fc_width"],
+        crop=models["cnn_crop"],
+        max_train_frames=models["max_train_frames"],
+    )
+
+
+def blstm_options(models: dict) -> dict:
+    """The keyword arguments ``train_blstm`` takes from a preset's ``models`` block."""
+    return dict(
+        hidden=models["blstm_hidden"], window=models["window"], stride=models["window_stride"]
+    )
+
+
+def c3d_options(models: dict) -> dict:
+    """The keyword arguments ``train_c3d`` takes from a preset's ``models`` block.
+
+    C3D's windows overlap by half (stride = half the clip length).
+    """
+    return dict(
+        fc_width=models["fc_width"],
+        width=models["c3d_width"],
+        frames=models["c3d_frames"],
+        size=models["c3d_size"],
+        crop=models["cnn_crop"],
+        stride=models["c3d_frames"] // 2,
+        batch_norm=models["batch_norm"],
+    )
+
+
 def _labels(clips: list[dict], classes: list[str]) -> list[int]:
     return [classes.index(c["class"]) for c in clips]
 

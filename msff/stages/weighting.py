@@ -19,7 +19,14 @@ import pandas as pd
 
 from msff import cache, evaluate, scores
 from msff.stages import log
-from msff.stages.models import finetune_cnn, train_blstm, train_c3d
+from msff.stages.models import (
+    blstm_options,
+    c3d_options,
+    finetune_cnn,
+    frame_cnn_options,
+    train_blstm,
+    train_c3d,
+)
 from msff.stages.svm import svm_opensmile
 from msff.train import TrainSettings
 
@@ -62,9 +69,7 @@ def compare_class_weighting(
                 out,
                 classes,
                 flipped,
-                fc_width=models["fc_width"],
-                crop=models["cnn_crop"],
-                max_train_frames=models["max_train_frames"],
+                **frame_cnn_options(models),
                 weights=weights.get(backbone),
             )
         elif name.endswith("_blstm") or name == "vgg19_blstm_audio":
@@ -77,9 +82,7 @@ def compare_class_weighting(
                 work / f"{name}.json",
                 classes,
                 flipped,
-                hidden=models["blstm_hidden"],
-                window=models["window"],
-                stride=models["window_stride"],
+                **blstm_options(models),
                 unseen_note="not seen",
             )
         elif name == "c3d":
@@ -91,14 +94,8 @@ def compare_class_weighting(
                 work / "c3d.json",
                 classes,
                 flipped,
-                fc_width=models["fc_width"],
-                width=models["c3d_width"],
-                frames=models["c3d_frames"],
-                size=models["c3d_size"],
-                crop=models["cnn_crop"],
-                stride=models["c3d_frames"] // 2,
+                **c3d_options(models),
                 weights=weights.get("c3d"),
-                batch_norm=models["batch_norm"],
             )
         elif name == "opensmile_svm":
             svm_opensmile(

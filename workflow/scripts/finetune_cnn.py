@@ -3,7 +3,7 @@ from msff.logs import log_to
 log_to(snakemake.log[0])
 import torch
 
-from msff.stages.models import finetune_cnn
+from msff.stages.models import finetune_cnn, frame_cnn_options
 from msff.train import TrainSettings
 
 torch.set_num_threads(snakemake.threads)
@@ -17,9 +17,7 @@ finetune_cnn(
     snakemake.output.scores,
     snakemake.params.classes,
     TrainSettings(**snakemake.params.train),
-    fc_width=models["fc_width"],
-    crop=models["cnn_crop"],
-    max_train_frames=models["max_train_frames"],
+    **frame_cnn_options(models),
     weights=snakemake.params.weights,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
 )

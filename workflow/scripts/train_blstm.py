@@ -3,7 +3,7 @@ from msff.logs import log_to
 log_to(snakemake.log[0])
 import torch
 
-from msff.stages.models import train_blstm
+from msff.stages.models import blstm_options, train_blstm
 from msff.train import TrainSettings
 
 torch.set_num_threads(snakemake.threads)
@@ -16,9 +16,7 @@ train_blstm(
     snakemake.output.provenance,
     snakemake.params.classes,
     TrainSettings(**snakemake.params.train),
-    hidden=models["blstm_hidden"],
-    window=models["window"],
-    stride=models["window_stride"],
+    **blstm_options(models),
     unseen_note=snakemake.params.unseen,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
 )

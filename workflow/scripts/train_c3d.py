@@ -3,7 +3,7 @@ from msff.logs import log_to
 log_to(snakemake.log[0])
 import torch
 
-from msff.stages.models import train_c3d
+from msff.stages.models import c3d_options, train_c3d
 from msff.train import TrainSettings
 
 torch.set_num_threads(snakemake.threads)
@@ -16,13 +16,7 @@ train_c3d(
     snakemake.output.provenance,
     snakemake.params.classes,
     TrainSettings(**snakemake.params.train),
-    fc_width=models["fc_width"],
-    width=models["c3d_width"],
-    frames=models["c3d_frames"],
-    size=models["c3d_size"],
-    crop=models["cnn_crop"],
-    stride=models["c3d_frames"] // 2,
+    **c3d_options(models),
     weights=snakemake.params.weights,
-    batch_norm=models["batch_norm"],
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
 )
