@@ -234,15 +234,12 @@ def main() -> None:
         out / "vgg19_audio_cnn.pt",
         out / "vgg19_audio_cnn.json",
         classes,
-        settings,
-        fc_width=m["fc_width"],
-        width=m["audio_cnn_width"],
-        input_size=m["audio_cnn_input"],
+        models.audio_cnn_settings(settings, m),
         weights=cfg["weights"].get("vgg19"),
-        batch_norm=m["batch_norm"],
         gaussian_std=cfg["audio_augmentation"]["gaussian_std"],
         salt_pepper=cfg["audio_augmentation"]["salt_pepper"],
         config=cfg,
+        **models.audio_cnn_options(m),
     )
     timer(
         "audio_features",

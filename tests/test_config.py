@@ -1,10 +1,13 @@
 import copy
+import dataclasses
 import re
 
 import pytest
 
 from msff import config
 from msff.errors import ConfigError
+from msff.stages.models import audio_cnn_settings
+from msff.train import TrainSettings
 
 from .conftest import REPO
 
@@ -28,10 +31,20 @@ def test_presets_are_side_by_side_with_the_same_keys(repo_config):
     assert paper["models"]["window"] == 8 and paper["models"]["c3d_frames"] == 16
     assert paper["models"]["c3d_size"] == 112 and paper["models"]["cnn_crop"] == 224
     assert (paper["models"]["optimizer"], paper["models"]["lr"]) == ("sgd", 0.01)
+    assert paper["models"]["audio_cnn_lr"] is None  # the paper trains every net at one rate
     assert repo_config["train"]["batch_size"] == 8 and repo_config["train"]["lr_decay"] == 0.95
     # cpu is smaller everywhere it differs.
     assert cpu["faces"]["size"] < paper["faces"]["size"]
     assert cpu["audio"]["image_size"] < paper["audio"]["image_size"]
+
+
+def test_audio_cnn_trains_at_its_own_rate_only_when_the_preset_sets_one(repo_config):
+    heads = TrainSettings(optimizer="adam", lr=1e-3, epochs=4, seed=7)
+    paper, cpu = repo_config["presets"]["paper"]["models"], repo_config["presets"]["cpu"]["models"]
+    assert audio_cnn_settings(heads, paper) == heads
+    audio = audio_cnn_settings(heads, cpu)
+    assert audio.lr == cpu["audio_cnn_lr"] != heads.lr
+    assert dataclasses.replace(audio, lr=heads.lr) == heads  # nothing else changes
 
 
 @pytest.mark.parametrize(

@@ -14,6 +14,7 @@ face found, no or silent audio) gets the uniform row and a note saying why.
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -59,6 +60,26 @@ def c3d_options(models: dict) -> dict:
         stride=models["c3d_frames"] // 2,
         batch_norm=models["batch_norm"],
     )
+
+
+def audio_cnn_options(models: dict) -> dict:
+    """The keyword arguments ``finetune_audio_cnn`` takes from a preset's ``models`` block."""
+    return dict(
+        fc_width=models["fc_width"],
+        width=models["audio_cnn_width"],
+        input_size=models["audio_cnn_input"],
+        batch_norm=models["batch_norm"],
+    )
+
+
+def audio_cnn_settings(settings: TrainSettings, models: dict) -> TrainSettings:
+    """The spectrogram VGG-19's training settings: every head's, at ``audio_cnn_lr`` when set.
+
+    Its own rate because, trained from scratch with Adam, the 16-conv VGG-19 stays at
+    chance at the rate that suits the shallow heads (bench/README.md, audio).
+    """
+    lr = models.get("audio_cnn_lr")
+    return settings if lr is None else dataclasses.replace(settings, lr=lr)
 
 
 def _labels(clips: list[dict], classes: list[str]) -> list[int]:
