@@ -5,9 +5,9 @@ Run from the repository root::
     nice -n 10 python bench/audio_ravdess.py [--data ../shared/data/ravdess_speech]
         [--work /tmp/msff-audio-ravdess] [--preset cpu] [--epochs N] [--threads 2]
 
-The measured run (bench/README.md) was ``--epochs 3 --threads 1``: 33 minutes on a
-shared 2-core machine, about 10 minutes per VGG-19 epoch over 24,054 training segments,
-so the preset's 15 epochs would take about 2.5 hours here.
+The measured run (bench/README.md) was ``--threads 2`` with the defaults: 81 minutes on an
+otherwise idle 2-core machine, 76 of them the VGG-19's 15 epochs over 24,054 training
+segments each.
 
 RAVDESS speech, actors 01-16 (960 clips), labels mapped by config ``labels.map``
 (calm dropped: 832 clips, 7 classes). One fixed split by actor (odd numbers are men):
