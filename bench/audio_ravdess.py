@@ -48,6 +48,7 @@ import pandas as pd
 import torch
 
 from msff import config, evaluate, fusion, scores
+from msff.devices import set_cpu_threads
 from msff.stages import audio as audio_stages
 from msff.stages import models
 from msff.stages.media import extract_audio
@@ -203,7 +204,7 @@ def main() -> None:
         seed=cfg["seed"],
     )
     settings = TrainSettings(**train)
-    torch.set_num_threads(args.threads)
+    set_cpu_threads(args.threads)  # as the rules do
     started = time.perf_counter()
 
     split_actors = {part: getattr(args, part) for part in SPLIT}

@@ -302,9 +302,9 @@ CHILDREN = {
 
 def _run_child(spec_path: str) -> None:
     spec = json.loads(Path(spec_path).read_text())
-    import torch
+    from msff.devices import set_cpu_threads
 
-    torch.set_num_threads(spec["threads"])
+    set_cpu_threads(spec["threads"])  # as the rules do
     import msff.stages  # noqa: F401  (imports before the baseline RSS)
 
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss

@@ -64,3 +64,34 @@ def test_auto_is_the_cpu_without_cuda():
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert pick_device("auto").type == expected
     assert pick_device("cpu") == torch.device("cpu")
+
+
+DENORMAL_PRODUCT = textwrap.dedent(
+    """
+    import sys, torch
+    from msff.devices import set_cpu_threads
+    if sys.argv[1] == "msff":
+        set_cpu_threads(2)
+    else:
+        torch.set_num_threads(2)
+    # 4M elements: torch splits the product over both threads, the worker's share included.
+    x = torch.full((1 << 22,), 1e-39)  # denormal in float32
+    print(torch.count_nonzero(x * 1.5).item(), x.numel())
+    """
+)
+
+
+def test_cpu_threads_flush_denormals_on_every_thread():
+    def nonzero_products(setup):
+        run = subprocess.run(
+            [sys.executable, "-c", DENORMAL_PRODUCT, setup],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        return [int(v) for v in run.stdout.split()]
+
+    kept, n = nonzero_products("plain")
+    assert kept == n  # without the flag the products stay denormal (and slow)
+    flushed, n = nonzero_products("msff")
+    assert flushed == 0, f"{flushed} of {n} denormal products survived set_cpu_threads"

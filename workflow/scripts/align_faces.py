@@ -1,11 +1,10 @@
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
-import torch
-
+from msff.devices import set_cpu_threads
 from msff.stages.faces import align_faces, precropped_faces
 
-torch.set_num_threads(snakemake.threads)
+set_cpu_threads(snakemake.threads)
 if snakemake.params.face_input == "precropped":
     precropped_faces(
         snakemake.wildcards.clip,

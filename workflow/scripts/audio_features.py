@@ -1,11 +1,10 @@
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
-import torch
-
+from msff.devices import set_cpu_threads
 from msff.stages.models import audio_features
 
-torch.set_num_threads(snakemake.threads)
+set_cpu_threads(snakemake.threads)
 audio_features(
     snakemake.input.model,
     snakemake.params.clips,

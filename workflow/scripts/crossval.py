@@ -3,12 +3,11 @@ from msff.logs import log_to
 log_to(snakemake.log[0])
 from pathlib import Path
 
-import torch
-
 from msff.crossval import run
+from msff.devices import set_cpu_threads
 from msff.train import TrainSettings
 
-torch.set_num_threads(snakemake.threads)
+set_cpu_threads(snakemake.threads)
 run(
     snakemake.params.clips,
     snakemake.params.faces,

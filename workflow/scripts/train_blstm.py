@@ -1,12 +1,11 @@
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
-import torch
-
+from msff.devices import set_cpu_threads
 from msff.stages.models import blstm_options, train_blstm
 from msff.train import TrainSettings
 
-torch.set_num_threads(snakemake.threads)
+set_cpu_threads(snakemake.threads)
 models = snakemake.params.models
 train_blstm(
     snakemake.input.features,
