@@ -56,7 +56,10 @@ def build_sheet(args: argparse.Namespace) -> None:
 def predict(args: argparse.Namespace) -> None:
     """Predict clips the workflow never saw, with the models of a workflow run."""
     from msff import config
+    from msff.devices import set_cpu_threads
     from msff.predict import predict as predict_clip
+
+    set_cpu_threads()  # before any model runs: trained weights hold denormals
 
     # Rebuilding a trained model logs how it was first built ("from scratch"): not news here.
     logging.getLogger("msff").setLevel(logging.ERROR)

@@ -63,8 +63,8 @@ def pick_device(name: str = "auto") -> torch.device:
     return torch.device("cuda:0" if n_devices == 1 else f"cuda:{claim_gpu(n_devices)}")
 
 
-def set_cpu_threads(threads: int) -> None:
-    """Give torch ``threads`` CPU threads, with denormal floats flushed to zero.
+def set_cpu_threads(threads: int | None = None) -> None:
+    """Give torch ``threads`` CPU threads (None: torch's default), denormals flushed to zero.
 
     Weights that training drives toward zero end up denormal (below 1.2e-38), and x86
     arithmetic on denormals is many times slower: the cpu preset's VGG-19 after 15 epochs
@@ -75,4 +75,5 @@ def set_cpu_threads(threads: int) -> None:
     so set after the first parallel operation it reaches only the calling thread.
     """
     torch.set_flush_denormal(True)
-    torch.set_num_threads(threads)
+    if threads is not None:
+        torch.set_num_threads(threads)
