@@ -1,6 +1,7 @@
 import numpy as np
 
 from msff import audio, media
+from msff.datasets import add_noise
 
 from .conftest import SPEECH_ANGRY, SPEECH_NEUTRAL
 
@@ -52,3 +53,25 @@ def test_opensmile_is09_functionals_of_real_speech():
     assert "F0_sma_max" in names
     energy = names.index("pcm_RMSenergy_sma_max")
     assert angry[energy] > 3 * neutral[energy]  # strong anger is far louder than neutral
+
+
+def test_noise_augmentation_changes_real_spectrograms_within_shape_and_range():
+    waveform = media.audio(SPEECH_ANGRY)
+    clean, _ = audio.spectrogram_images(waveform, 16000, [1.0, 0.5], image_size=112)
+    noisy = add_noise(clean, np.random.default_rng(0), gaussian_std=8.0, salt_pepper=0.01)
+    assert noisy.shape == clean.shape and noisy.dtype == np.uint8
+    assert noisy.min() >= 0 and noisy.max() <= 255
+    diff = noisy.astype(float) - clean.astype(float)
+    # Pixels well inside 0-255 (black silence would clip half the noise away):
+    from_mid = (clean > 40) & (clean < 215)
+    assert (diff != 0)[from_mid].mean() > 0.9  # std 8 moves almost every one
+    # Leaving out the salt-and-pepper pixels, the change is the Gaussian's.
+    mid = from_mid & (noisy > 0) & (noisy < 255)
+    assert 7.0 < diff[mid].std() < 9.0 and abs(diff[mid].mean()) < 0.5
+    # About 1 % of them are set to black or white: std 8 never pushes them that far.
+    extreme = ((noisy == 0) | (noisy == 255))[from_mid].mean()
+    assert 0.007 < extreme < 0.013
+    again = add_noise(clean, np.random.default_rng(0), gaussian_std=8.0, salt_pepper=0.01)
+    np.testing.assert_array_equal(noisy, again)  # seeded
+    off = add_noise(clean, np.random.default_rng(0), gaussian_std=0.0, salt_pepper=0.0)
+    np.testing.assert_array_equal(off, clean)  # no noise, the image itself
