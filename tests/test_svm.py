@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -227,3 +228,63 @@ def test_bad_features_at_prediction(held_out):
         svm.predict_scores(fitted, broken)
     with pytest.raises(ConfigError, match=r"features of shape \(384,\)"):
         svm.predict_scores(fitted, x_val[0])
+
+
+def test_stage_gives_silent_and_missing_tracks_the_uniform_row(tmp_path):
+    """svm_opensmile on real clips, a silent track and a video with no audio stream."""
+    from msff.stages.audio import opensmile
+    from msff.stages.media import extract_audio
+    from msff.stages.svm import svm_opensmile
+
+    from .conftest import MEAD_FRONT
+
+    table = pd.read_csv(SPEECH / "labels.csv", dtype=str)
+    table = table[table["speaker"].isin(["01", "02", "03", "04"]) & (table["label"] != "calm")]
+    table = table.groupby(["speaker", "label"]).head(2)  # 2 clips per class and actor
+    sources = {Path(p).stem: SPEECH / p for p in table["path"]}
+    labels = {Path(p).stem: lab for p, lab in zip(table["path"], table["label"], strict=True)}
+    speakers = dict(zip(sources, table["speaker"], strict=True))
+    # A RAVDESS clip's length of digital silence, and MEAD footage made without sound.
+    waveform, rate = soundfile.read(next(iter(sources.values())), dtype="float32")
+    soundfile.write(tmp_path / "silent.wav", np.zeros_like(waveform), rate)
+    sources |= {"silent": tmp_path / "silent.wav", "no_audio": MEAD_FRONT}
+    labels |= {"silent": "neutral", "no_audio": "happy"}
+    speakers |= {"silent": "04", "no_audio": "04"}
+    class_map = {
+        "anger": "angry",
+        "disgusted": "disgust",
+        "fearful": "fear",
+        "surprised": "surprise",
+    }
+    clips, features = [], {}
+    for clip, source in sources.items():
+        wav, h5 = tmp_path / f"{clip}.wav.h5", tmp_path / f"{clip}.h5"
+        extract_audio(clip, source, wav, sample_rate=16000, silence_dbfs=-60, ffmpeg=None)
+        opensmile(clip, wav, h5)
+        features[clip] = str(h5)
+        split = "val" if speakers[clip] == "04" else "train"
+        label = class_map.get(labels[clip], labels[clip])
+        clips.append(dict(clip=clip, split=split, speaker=speakers[clip], **{"class": label}))
+    classes = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
+    out = tmp_path / "opensmile_svm.tsv"
+    svm_opensmile(
+        clips,
+        features,
+        out,
+        tmp_path / "m.json",
+        tmp_path / "m.pkl",
+        classes,
+        0,
+        c_grid=[3.0],
+        gamma_grid=["scale"],
+        folds=3,
+    )
+    rows = pd.read_csv(out, sep="\t", index_col="clip", keep_default_na=False)
+    print(rows.loc[["silent", "no_audio"]])
+    for clip in ("silent", "no_audio"):
+        np.testing.assert_allclose(rows.loc[clip, classes].to_numpy(float), 1 / 7, atol=1e-6)
+    assert rows.loc["silent", "note"] == "silent audio track"
+    assert rows.loc["no_audio", "note"]  # qc says why it was not heard
+    heard = [c["clip"] for c in clips if c["split"] == "val" and not rows.loc[c["clip"], "note"]]
+    assert len(heard) == 14  # actor 04's clips: the SVM's own scores, not the uniform row
+    assert (rows.loc[heard, classes].to_numpy(float).max(1) > 1 / 7 + 0.01).all()
