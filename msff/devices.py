@@ -68,9 +68,9 @@ def set_cpu_threads(threads: int | None = None) -> None:
 
     Weights that training drives toward zero end up denormal (below 1.2e-38), and x86
     arithmetic on denormals is many times slower: the cpu preset's VGG-19 after 15 epochs
-    on RAVDESS held 405k of them, its training step took 1.6x as long as a fresh network's
-    (bench/denormals.py) and its epochs grew from 194 s to 487 s. Flushed, the step is as
-    fast as a fresh network's; values under 1.2e-38 change no prediction.
+    on RAVDESS held 405k of them, its training step took 1.6-1.8x as long as a fresh one's
+    (bench/denormals.py) and its epochs grew from 194 s to 487 s. Flushed, it is within
+    1.01-1.12x of a fresh one's; values under 1.2e-38 change no prediction.
     It must come first: torch's worker threads inherit the flag when they are created,
     so set after the first parallel operation it reaches only the calling thread.
     """
