@@ -49,11 +49,11 @@ import torch
 
 from msff import config, evaluate, fusion, scores
 from msff.devices import set_cpu_threads
+from msff.heads import audio_cnn, blstm
+from msff.heads.svm import svm_opensmile
 from msff.stages import audio as audio_stages
-from msff.stages import models
 from msff.stages.media import extract_audio
-from msff.stages.svm import svm_opensmile
-from msff.train import TrainSettings, clip_means
+from msff.train import clip_means
 
 REPO = Path(__file__).resolve().parents[1]
 SPLIT = {"train": "01-10", "val": "11-13", "test": "14-16"}
@@ -194,16 +194,13 @@ def main() -> None:
     cfg = config.load(args.config)
     cfg["preset"] = args.preset
     preset = config.preset(cfg)
-    labels, classes, m = cfg["labels"], cfg["labels"]["classes"], preset["models"]
-    # What common.smk's TRAIN holds: config train + the preset's optimiser, rate, epochs.
-    train = dict(
-        cfg["train"],
-        optimizer=m["optimizer"],
-        lr=m["lr"],
-        epochs=args.epochs or m["epochs"],
-        seed=cfg["seed"],
-    )
-    settings = TrainSettings(**train)
+    labels, classes = cfg["labels"], cfg["labels"]["classes"]
+    # The heads' arguments as the rules get them (common.smk's HEADS).
+    heads = config.head_arguments(cfg)
+    if args.epochs:
+        for head in ("audio_cnn", "blstm"):
+            heads[head]["settings"]["epochs"] = args.epochs
+    epochs = heads["audio_cnn"]["settings"]["epochs"]
     set_cpu_threads(args.threads)  # as the rules do
     started = time.perf_counter()
 
@@ -224,27 +221,24 @@ def main() -> None:
     spectrograms = {c: str(args.work / "spectrograms" / f"{c}.h5") for c in table["clip"]}
     opensmile = {c: str(args.work / "opensmile" / f"{c}.h5") for c in table["clip"]}
 
-    out = args.work / f"{args.preset}-e{settings.epochs}"
+    out = args.work / f"{args.preset}-e{epochs}"
     out.mkdir(parents=True, exist_ok=True)
     timer = Timer()
     timer(
         "finetune_audio_cnn",
-        models.finetune_audio_cnn,
+        audio_cnn.finetune_audio_cnn,
         clips,
         spectrograms,
         out / "vgg19_audio_cnn.pt",
         out / "vgg19_audio_cnn.json",
         classes,
-        models.audio_cnn_settings(settings, m),
         weights=cfg["weights"].get("vgg19"),
-        gaussian_std=cfg["audio_augmentation"]["gaussian_std"],
-        salt_pepper=cfg["audio_augmentation"]["salt_pepper"],
         config=cfg,
-        **models.audio_cnn_options(m),
+        **heads["audio_cnn"],
     )
     timer(
         "audio_features",
-        models.audio_features,
+        audio_cnn.audio_features,
         str(out / "vgg19_audio_cnn.pt"),
         clips,
         spectrograms,
@@ -252,17 +246,14 @@ def main() -> None:
     )
     timer(
         "train_blstm_audio",
-        models.train_blstm,
+        blstm.train_blstm,
         str(out / "vgg19_audio.h5"),
         clips,
         str(out / "vgg19_blstm_audio.tsv"),
         str(out / "vgg19_blstm_audio.pt"),
         str(out / "vgg19_blstm_audio.json"),
         classes,
-        settings,
-        hidden=m["blstm_hidden"],
-        window=m["window"],
-        stride=m["window_stride"],
+        **heads["blstm"],
         unseen_note=UNSEEN,
         config=cfg,
     )
@@ -275,11 +266,7 @@ def main() -> None:
         str(out / "opensmile_svm.json"),
         str(out / "opensmile_svm.pkl"),
         classes,
-        cfg["seed"],
-        c_grid=cfg["svm"]["c_grid"],
-        gamma_grid=cfg["svm"]["gamma_grid"],
-        folds=cfg["svm"]["folds"],
-        class_weighted=cfg["train"]["class_weighted"],
+        **heads["svm"],
     )
 
     # Scores of every model, clips in `clips` order.
@@ -323,10 +310,9 @@ def main() -> None:
     print(f"RAVDESS speech, calm dropped: {n} clips, {len(classes)} classes")
     for part, ids in split_actors.items():
         print(f"  {part}: actors {','.join(ids)}, {int((split == part).sum())} clips")
-    shown = [k for k in m if k.startswith(("optimizer", "lr", "epochs", "fc_", "blstm", "audio"))]
     print(f"preset {args.preset}: audio {json.dumps(preset['audio'])}")
-    print(f"  models {json.dumps({k: m[k] for k in [*shown, 'window', 'batch_norm']})}")
-    print(f"  train {json.dumps(train)}")
+    for head in ("audio_cnn", "blstm", "svm"):
+        print(f"  {head} {json.dumps(heads[head])}")
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
     print()

@@ -30,7 +30,7 @@ if flush == "1":
     set_cpu_threads(int(threads))
 else:
     torch.set_num_threads(int(threads))
-from msff.backbones import audio_cnn
+from msff.models.vgg19 import build as audio_cnn
 saved = torch.load(checkpoint, map_location="cpu", weights_only=True)
 meta = saved["meta"]
 # The network finetune_audio_cnn starts from; the trained one gets the checkpoint's weights.

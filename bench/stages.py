@@ -167,9 +167,9 @@ def _face_model(spec: dict, path: str) -> None:
     """Save an (untrained-head) frame CNN where cnn_features reads a fine-tuned one."""
     import torch
 
-    from msff import backbones
+    from msff.heads.frame_cnn import build
 
-    built = backbones.frame_cnn(spec["backbone"], 7, spec["fc_width"], None)
+    built = build(spec["backbone"], 7, spec["fc_width"], None)
     meta = dict(
         backbone=spec["backbone"],
         fc_width=spec["fc_width"],
@@ -185,12 +185,12 @@ def _child_cnn_bare(spec: dict) -> dict:
     import h5py
     import torch
 
-    from msff import backbones
     from msff.datasets import centre_crop, found_rows
     from msff.devices import pick_device
+    from msff.heads.frame_cnn import build
 
     device = pick_device(spec["device"])
-    built = backbones.frame_cnn(spec["backbone"], 7, spec["fc_width"], None)
+    built = build(spec["backbone"], 7, spec["fc_width"], None)
     model = built.model.to(device).eval()
     cuda = device.type == "cuda"
     if cuda:
@@ -222,7 +222,7 @@ def _child_cnn_bare(spec: dict) -> dict:
 def _child_cnn_features(spec: dict) -> dict:
     import h5py
 
-    from msff.stages.models import cnn_features
+    from msff.heads.frame_cnn import cnn_features
 
     clips = [{"clip": c["clip"]} for c in spec["clips"]]
     faces = {c["clip"]: c["faces"] for c in spec["clips"]}

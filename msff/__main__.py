@@ -53,26 +53,38 @@ def build_sheet(args: argparse.Namespace) -> None:
     )
 
 
+def _clips(sources: list[str]) -> list[Path]:
+    """Media files and frame folders under ``sources``, in order."""
+    from msff.framefolders import IMAGE_SUFFIXES
+
+    paths = []
+    for source in sources:
+        path = Path(source)
+        if not path.is_dir():
+            paths.append(path)
+        elif any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
+            paths.append(path)  # a folder of frames is one clip
+        else:
+            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in sheet.MEDIA_SUFFIXES)
+    return paths
+
+
 def predict(args: argparse.Namespace) -> None:
     """Predict clips the workflow never saw, with the models of a workflow run."""
     from msff import config
     from msff.devices import set_cpu_threads
     from msff.predict import predict as predict_clip
+    from msff.predict import run_config
 
     set_cpu_threads()  # before any model runs: trained weights hold denormals
 
     # Rebuilding a trained model logs how it was first built ("from scratch"): not news here.
     logging.getLogger("msff").setLevel(logging.ERROR)
-    cfg = config.load(args.config)
-    paths = []
-    for source in args.sources:
-        path = Path(source)
-        paths += (
-            sorted(p for p in path.rglob("*") if p.suffix.lower() in sheet.MEDIA_SUFFIXES)
-            if path.is_dir()
-            else [path]
-        )
-    for path in paths:
+    # The run's own config (its models' provenance); --config only where none is recorded.
+    cfg = run_config(args.results, config.load(args.config) if args.config else None)
+    if args.face_input:
+        cfg = dict(cfg, face_input=args.face_input)
+    for path in _clips(args.sources):
         try:
             result = predict_clip(path, args.results, cfg)
         except MsffError as exc:
@@ -123,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=build_sheet)
     p = sub.add_parser("predict", help=predict.__doc__)
-    p.add_argument("sources", nargs="+", help="video or audio files, or folders of them")
+    p.add_argument(
+        "sources", nargs="+", help="video or audio files, frame folders, or folders of them"
+    )
     p.add_argument(
         "--results",
         type=Path,
@@ -133,8 +147,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--config",
         type=Path,
-        default=Path("config.yaml"),
-        help="the config that run used (same preset)",
+        help="a config for a results folder whose models record none (the run's own, "
+        "from its models' provenance, is used otherwise)",
+    )
+    p.add_argument(
+        "--face-input",
+        choices=["detect", "precropped"],
+        help="how faces are found in these clips (default: the run's config face_input)",
     )
     p.set_defaults(func=predict)
     args = parser.parse_args(argv)

@@ -27,12 +27,21 @@ spectrogram ``images`` (R, K, size, size) uint8 (0 = top_db below the clip's pea
            ``segment_start_s`` (K,); attrs ``segment_ms``, ``overlap``, ``silent``
 opensmile  ``features`` (D,) float32; attrs ``feature_names``, ``feature_set``
 ========== =========================================================================
+
+One file per model, not per clip:
+
+========== =========================================================================
+features   one dataset per clip, named by its id: (n_i, fc_width) float16 fc7
+           features of its found faces (or heard segments), in frame order; (0,
+           fc_width) for a clip the CNN cannot see; attrs ``backbone``,
+           ``fc_width``, ``weights`` (the report line of the CNN's weights)
+========== =========================================================================
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -168,9 +177,38 @@ class FaceWriter:
             ds[n:] = data
 
 
+def read_face_rows(path: str | Path, rows: np.ndarray) -> np.ndarray:
+    """The aligned faces of some rows of a faces cache (increasing row indices)."""
+    with h5py.File(path, "r") as f:
+        return f["faces"][np.asarray(rows)]
+
+
 def read_faces(path: str | Path) -> dict:
     """Every dataset and attribute of a faces cache, as arrays (loads the faces)."""
     with h5py.File(path, "r") as f:
         out = {k: f[k][()] for k in f}
         out["attrs"] = {k: _plain(v) for k, v in f.attrs.items()}
     return out
+
+
+def write_features(
+    path: str | Path, attrs: dict, per_clip: Iterable[tuple[str, np.ndarray]]
+) -> None:
+    """Write a features file (layout above) from ``(clip, (n, D) array)`` pairs, atomically.
+
+    Stored as float16: fc7 activations lose nothing a BLSTM can use, at half the bytes.
+    """
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update(attrs)
+        for clip, features in per_clip:
+            f.create_dataset(
+                clip, data=features.astype(np.float16), compression="gzip", compression_opts=1
+            )
+
+
+def read_features(path: str | Path, clips: Sequence[str]) -> tuple[list[np.ndarray], dict]:
+    """The float32 features of ``clips`` (in that order) and the file's attributes."""
+    with h5py.File(path, "r") as f:
+        return [f[c][()].astype(np.float32) for c in clips], {
+            k: _plain(v) for k, v in f.attrs.items()
+        }

@@ -16,6 +16,7 @@ from typing import Any
 import jsonschema
 import yaml
 
+from msff import registry
 from msff.errors import ConfigError
 
 SCHEMAS = files("msff") / "schemas"
@@ -24,12 +25,22 @@ DROP = "drop"
 
 @cache
 def schema(name: str) -> dict:
-    """Return the JSON schema ``msff/schemas/{name}.schema.yaml``."""
-    return yaml.safe_load((SCHEMAS / f"{name}.schema.yaml").read_text())
+    """Return the JSON schema ``msff/schemas/{name}.schema.yaml``.
+
+    The config schema's lists of frame backbones and model names come from
+    :mod:`msff.registry`, so a model registered there is a valid config value at once.
+    """
+    loaded = yaml.safe_load((SCHEMAS / f"{name}.schema.yaml").read_text())
+    if name == "config":
+        models = loaded["properties"]["models"]["properties"]
+        models["face_backbones"]["items"]["enum"] = list(registry.FRAME_BACKBONES)
+        fused = loaded["properties"]["fusion"]["properties"]["models"]["items"]
+        fused["enum"] = [m.name for m in registry.every_model()]
+    return loaded
 
 
 def schema_path(name: str) -> str:
-    """Return the file path of a schema, for Snakemake's ``validate()``."""
+    """Return the file path of a schema (the clip sheet's, for Snakemake's ``validate()``)."""
     return str(SCHEMAS / f"{name}.schema.yaml")
 
 
@@ -89,3 +100,67 @@ def check_label_map(labels: dict) -> None:
                 f"labels.map: {source!r} -> {target!r}, which is not a class "
                 f"{labels['classes']} nor {DROP!r}"
             )
+
+
+def head_arguments(config: dict) -> dict[str, dict]:
+    """The exact keyword arguments of each head's training stage, from config and its preset.
+
+    Keyed by head (``frame_cnn``, ``blstm``, ``c3d``, ``audio_cnn``, ``svm``); each rule
+    passes its head's entry as params, so a value changes only the rules that use it
+    (``audio_cnn_lr`` reruns the spectrogram CNN, nothing of the face branch). ``settings``
+    are :class:`msff.train.TrainSettings` fields: config ``train``, the preset's
+    optimiser, rate and epochs, the seed.
+    """
+    models = preset(config)["models"]
+    settings = dict(
+        config["train"],
+        optimizer=models["optimizer"],
+        lr=models["lr"],
+        epochs=models["epochs"],
+        seed=config["seed"],
+    )
+    svm = config["svm"]
+    return {
+        "frame_cnn": dict(
+            fc_width=models["fc_width"],
+            crop=models["cnn_crop"],
+            max_train_frames=models["max_train_frames"],
+            train_blocks=models["finetune_blocks"],
+            flip_test=models["flip_test"],
+            settings=dict(settings, backbone_lr=models["backbone_lr"]),
+        ),
+        "blstm": dict(
+            hidden=models["blstm_hidden"],
+            window=models["window"],
+            stride=models["window_stride"],
+            settings=settings,
+        ),
+        "c3d": dict(
+            fc_width=models["fc_width"],
+            width=models["c3d_width"],
+            frames=models["c3d_frames"],
+            size=models["c3d_size"],
+            crop=models["cnn_crop"],
+            stride=models["c3d_frames"] // 2,  # C3D's windows overlap by half
+            batch_norm=models["batch_norm"],
+            settings=settings,
+        ),
+        "audio_cnn": dict(
+            fc_width=models["fc_width"],
+            width=models["audio_cnn_width"],
+            input_size=models["audio_cnn_input"],
+            batch_norm=models["batch_norm"],
+            gaussian_std=config["audio_augmentation"]["gaussian_std"],
+            salt_pepper=config["audio_augmentation"]["salt_pepper"],
+            # Its own rate: trained from scratch with Adam, the 16-conv VGG-19 stays at
+            # chance at the rate that suits the shallow heads (bench/README.md, audio).
+            settings=dict(settings, lr=models["audio_cnn_lr"] or models["lr"]),
+        ),
+        "svm": dict(
+            c_grid=svm["c_grid"],
+            gamma_grid=svm["gamma_grid"],
+            folds=svm["folds"],
+            class_weighted=config["train"]["class_weighted"],
+            seed=config["seed"],
+        ),
+    }

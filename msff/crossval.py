@@ -4,8 +4,8 @@ Small labelled face sets (CK+: 216 sequences of 79 subjects) are measured this w
 than on one split. Folds are ``StratifiedGroupKFold`` over subjects (seeded), so no
 subject is in two folds and each fold has roughly every class. For fold k its clips are
 the test clips; of the other subjects, one grouped share more is held out as validation
-clips (early stopping, fusion weights) and the rest train. Each fold runs the very stage
-functions the workflow's rules run (``msff.stages.models``), so every clip is scored
+clips (early stopping, fusion weights) and the rest train. Each fold runs the very head
+functions the workflow's rules run (``msff.heads``), so every clip is scored
 exactly once by models that never saw its subject.
 
 Models: the ``fer2013`` backbone zero-shot (its own FER2013 head; classes the sheet never
@@ -26,23 +26,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import torch
 from sklearn.model_selection import StratifiedGroupKFold
 
 from msff import cache, evaluate, fusion, scores
-from msff.datasets import found_rows
-from msff.models.mini_xception import FER2013_CLASSES, load_fer2013, preprocess
-from msff.stages import log
-from msff.stages.models import (
-    blstm_options,
-    c3d_options,
-    cnn_features,
-    finetune_cnn,
-    frame_cnn_options,
-    train_blstm,
-    train_c3d,
-)
-from msff.train import TrainSettings
+from msff.heads import zeroshot
+from msff.heads.blstm import train_blstm
+from msff.heads.c3d import train_c3d
+from msff.heads.frame_cnn import cnn_features, finetune_cnn
+from msff.logs import log
 
 
 def assign_folds(records: list[dict], classes: list[str], k: int, seed: int) -> np.ndarray:
@@ -78,23 +69,9 @@ def zero_shot(
     Its seven classes are mapped to ours by name; classes that no clip of ``records`` has
     (neutral, on CK+) get probability 0, so the argmax picks among the sheet's classes.
     """
-    model = load_fer2013(weights).eval()
-    used = {r["class"] for r in records}
-    keep = np.array([c in used for c in classes], float)
-    columns = [FER2013_CLASSES.index(c) if c in FER2013_CLASSES else -1 for c in classes]
-    out, notes = scores.uniform(len(records), len(classes)), [""] * len(records)
-    for i, r in enumerate(records):
-        path = faces_h5.get(r["clip"])
-        rows = found_rows(path) if path else np.zeros(0, int)
-        if not len(rows):
-            notes[i] = "no face found"
-            continue
-        faces = cache.read_faces(path)["faces"][rows]
-        with torch.no_grad():
-            probs = torch.softmax(model(preprocess(faces)), 1).mean(0).numpy()
-        mapped = np.array([probs[c] if c >= 0 else 0.0 for c in columns]) * keep
-        out[i] = mapped / mapped.sum()
-    return out, notes
+    return zeroshot.scores_of(
+        records, faces_h5, classes, sorted({r["class"] for r in records}), weights
+    )
 
 
 def run(
@@ -102,8 +79,7 @@ def run(
     faces_h5: dict[str, str],
     out_dir: str | Path,
     classes: list[str],
-    settings: TrainSettings,
-    models: dict,
+    heads: dict,
     backbones: list[str],
     c3d: bool,
     weights: dict,
@@ -113,12 +89,13 @@ def run(
 ) -> pd.DataFrame:
     """Cross-validate the face models over ``records``; returns the metrics table.
 
-    ``models`` is a preset's ``models`` block (sizes, window, crop); ``weights`` is
-    config ``weights``. Clips whose class is not among ``classes`` must be left out
-    by the caller (config ``labels.map``).
+    ``heads`` holds each head's arguments (:func:`msff.config.head_arguments`);
+    ``weights`` is config ``weights``. Clips whose class is not among ``classes`` must
+    be left out by the caller (config ``labels.map``).
     """
     out_dir = Path(out_dir)
-    fold = assign_folds(records, classes, folds, settings.seed)
+    seed = heads["frame_cnn"]["settings"]["seed"]
+    fold = assign_folds(records, classes, folds, seed)
     truth = np.array([classes.index(r["class"]) for r in records])
     cache.write_text(
         out_dir / "folds.tsv",
@@ -141,7 +118,7 @@ def run(
 
     for k in range(folds):
         fold_dir = out_dir / "folds" / f"fold{k}"
-        clips = fold_records(records, fold, k, classes, settings.seed)
+        clips = fold_records(records, fold, k, classes, seed)
         test = fold == k
         val = np.array([c["split"] == "val" for c in clips])
         log.info(
@@ -165,8 +142,7 @@ def run(
                     cnn.with_suffix(".json"),
                     frames_tsv,
                     classes,
-                    settings,
-                    **frame_cnn_options(models),
+                    **heads["frame_cnn"],
                     weights=weights.get(backbone),
                     device=device,
                 )
@@ -180,8 +156,7 @@ def run(
                     fold_dir / f"{backbone}_blstm.pt",
                     fold_dir / f"{backbone}_blstm.json",
                     classes,
-                    settings,
-                    **blstm_options(models),
+                    **heads["blstm"],
                     unseen_note="no face found",
                     device=device,
                 )
@@ -195,8 +170,7 @@ def run(
                     fold_dir / "c3d.pt",
                     fold_dir / "c3d.json",
                     classes,
-                    settings,
-                    **c3d_options(models),
+                    **heads["c3d"],
                     weights=weights.get("c3d"),
                     device=device,
                 )
@@ -219,7 +193,7 @@ def run(
             dict(zip(trained, chosen.weights.round(3).tolist(), strict=True)),
             chosen.accuracy,
         )
-    return _write(out_dir, records, fold, truth, classes, oof, notes, seconds, settings)
+    return _write(out_dir, records, fold, truth, classes, oof, notes, seconds, seed)
 
 
 @contextmanager
@@ -229,7 +203,7 @@ def _timer(seconds: dict, name: str):
     seconds[name] += time.perf_counter() - started
 
 
-def _write(out_dir, records, fold, truth, classes, oof, notes, seconds, settings):
+def _write(out_dir, records, fold, truth, classes, oof, notes, seconds, seed):
     rows = []
     split = [f"fold{k}" for k in fold]
     ids = [r["clip"] for r in records]
@@ -257,5 +231,5 @@ def _write(out_dir, records, fold, truth, classes, oof, notes, seconds, settings
     cache.write_text(
         out_dir / "metrics.tsv", metrics.to_csv(sep="\t", index=False, float_format="%.4f")
     )
-    log.info("crossval (seed %d):\n%s", settings.seed, metrics.to_string(index=False))
+    log.info("crossval (seed %d):\n%s", seed, metrics.to_string(index=False))
     return metrics

@@ -15,9 +15,23 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from msff.train import windows
-
 Prepare = Callable[[np.ndarray], torch.Tensor]
+
+
+def windows(n: int, length: int, stride: int) -> list[np.ndarray]:
+    """Index windows of ``length`` over a sequence of ``n`` items, every ``stride``.
+
+    A sequence shorter than ``length`` is looped (0, 1, 2, 0, 1, 2, ...) into one window,
+    so a 3-frame CK+ sequence still feeds an 8-step BLSTM; an empty one gives no window.
+    """
+    if n == 0:
+        return []
+    if n < length:
+        return [np.arange(length) % n]
+    starts = list(range(0, n - length + 1, stride))
+    if starts[-1] != n - length:  # the tail of the clip gets a window too
+        starts.append(n - length)
+    return [np.arange(s, s + length) for s in starts]
 
 
 def augment_faces(
@@ -112,7 +126,7 @@ class FeatureWindows(Dataset):
     """Windows of ``length`` consecutive per-frame (or per-segment) feature vectors.
 
     ``features`` holds one (n_i, D) array per clip; a clip shorter than the window is
-    looped into one window (see ``msff.train.windows``), an empty one gives no item.
+    looped into one window (see :func:`windows`), an empty one gives no item.
     """
 
     def __init__(

@@ -7,6 +7,8 @@ import sys
 from typing import TextIO
 
 FORMAT = "%(asctime)s %(levelname)s %(message)s"
+# The package's logger: stages and heads write here, scripts send it to the rule's log.
+log = logging.getLogger("msff")
 
 
 def log_to(path: str) -> TextIO:

@@ -38,6 +38,7 @@ class TrainSettings:
     patience: int = 5
     class_weighted: bool = False
     augment: bool = True  # flip/translation/crop of faces, noise on spectrograms
+    backbone_lr: float | None = None  # fine-tuned backbone blocks; None: lr
     seed: int = 0
 
 
@@ -100,6 +101,22 @@ def _epoch(model, loader, loss_fn, device, optimizer=None) -> tuple[float, float
     return total_loss / max(seen, 1), correct / max(seen, 1)
 
 
+def param_groups(model: nn.Module, settings: TrainSettings) -> list[dict]:
+    """The trainable parameters as optimiser groups.
+
+    A pretrained backbone's fine-tuned blocks (``model.finetuned_parameters()``, see
+    :func:`msff.models.build.unfreeze_last`) train at ``settings.backbone_lr`` when set:
+    features that already work want smaller steps than a new head.
+    """
+    tuned = {id(p) for p in getattr(model, "finetuned_parameters", list)()}
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    groups = [{"params": [p for p in trainable if id(p) not in tuned]}]
+    if tuned:
+        lr = settings.backbone_lr or settings.lr
+        groups.append({"params": [p for p in trainable if id(p) in tuned], "lr": lr})
+    return groups
+
+
 def fit(
     model: nn.Module,
     train_set: Dataset,
@@ -118,7 +135,7 @@ def fit(
     """
     seed_everything(settings.seed)
     model.to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
+    params = param_groups(model, settings)
     if settings.optimizer == "sgd":
         optimizer = torch.optim.SGD(
             params, lr=settings.lr, momentum=settings.momentum, weight_decay=settings.weight_decay
@@ -201,22 +218,6 @@ def clip_means(
     scores = np.full((n_clips, n_classes), 1.0 / n_classes)
     scores[seen] = sums[seen] / counts[seen, None]
     return scores, seen
-
-
-def windows(n: int, length: int, stride: int) -> list[np.ndarray]:
-    """Index windows of ``length`` over a sequence of ``n`` items, every ``stride``.
-
-    A sequence shorter than ``length`` is looped (0, 1, 2, 0, 1, 2, ...) into one window,
-    so a 3-frame CK+ sequence still feeds an 8-step BLSTM; an empty one gives no window.
-    """
-    if n == 0:
-        return []
-    if n < length:
-        return [np.arange(length) % n]
-    starts = list(range(0, n - length + 1, stride))
-    if starts[-1] != n - length:  # the tail of the clip gets a window too
-        starts.append(n - length)
-    return [np.arange(s, s + length) for s in starts]
 
 
 def git_revision(folder: str | Path) -> str:

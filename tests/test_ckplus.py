@@ -9,16 +9,19 @@ is the `crossval` target's, see bench/README.md); 3-frame sequences go through t
 from __future__ import annotations
 
 import csv
+import dataclasses
 
 import numpy as np
 import pandas as pd
 import pytest
 
 from msff import config, crossval, scores
+from msff.heads.blstm import train_blstm
+from msff.heads.c3d import train_c3d
+from msff.heads.frame_cnn import cnn_features, finetune_cnn
 from msff.sheet import split_speakers
 from msff.stages.faces import precropped_faces
 from msff.stages.media import extract_frames
-from msff.stages.models import cnn_features, finetune_cnn, train_blstm, train_c3d
 from msff.train import TrainSettings
 
 from .conftest import CKPLUS
@@ -133,25 +136,27 @@ def test_backbone_fc_beats_majority_then_3_frame_sequences_feed_blstm_and_c3d(tm
 def test_crossval_keeps_subjects_apart_and_scores_every_clip_once(tmp_path, ckplus):
     records, faces = ckplus
     subset = [r for r in records if r["speaker"] < "S060"]  # ~30 subjects, 3 folds
-    models = dict(
-        fc_width=64,
-        cnn_crop=56,
-        max_train_frames=None,
-        blstm_hidden=16,
-        window=8,
-        window_stride=4,
-        c3d_width=0.125,
-        c3d_frames=8,
-        c3d_size=32,
-        batch_norm=True,
-    )
+    settings = dataclasses.asdict(TrainSettings(batch_size=8, lr=0.01, epochs=2, patience=2))
+    heads = {
+        "frame_cnn": dict(fc_width=64, crop=56, max_train_frames=None, settings=settings),
+        "blstm": dict(hidden=16, window=8, stride=4, settings=settings),
+        "c3d": dict(
+            fc_width=64,
+            width=0.125,
+            frames=8,
+            size=32,
+            crop=56,
+            stride=4,
+            batch_norm=True,
+            settings=settings,
+        ),
+    }
     metrics = crossval.run(
         subset,
         faces,
         tmp_path,
         CLASSES,
-        TrainSettings(batch_size=8, lr=0.01, epochs=2, patience=2, seed=0),
-        models,
+        heads,
         backbones=["fer2013"],
         c3d=True,
         weights={},

@@ -1,13 +1,10 @@
 import copy
-import dataclasses
 import re
 
 import pytest
 
 from msff import config
 from msff.errors import ConfigError
-from msff.stages.models import audio_cnn_settings
-from msff.train import TrainSettings
 
 from .conftest import REPO
 
@@ -39,12 +36,25 @@ def test_presets_are_side_by_side_with_the_same_keys(repo_config):
 
 
 def test_audio_cnn_trains_at_its_own_rate_only_when_the_preset_sets_one(repo_config):
-    heads = TrainSettings(optimizer="adam", lr=1e-3, epochs=4, seed=7)
-    paper, cpu = repo_config["presets"]["paper"]["models"], repo_config["presets"]["cpu"]["models"]
-    assert audio_cnn_settings(heads, paper) == heads
-    audio = audio_cnn_settings(heads, cpu)
-    assert audio.lr == cpu["audio_cnn_lr"] != heads.lr
-    assert dataclasses.replace(audio, lr=heads.lr) == heads  # nothing else changes
+    for name in ("paper", "cpu"):
+        heads = config.head_arguments(dict(repo_config, preset=name))
+        models = repo_config["presets"][name]["models"]
+        audio, shared = heads["audio_cnn"]["settings"], heads["blstm"]["settings"]
+        assert audio["lr"] == (models["audio_cnn_lr"] or models["lr"])
+        assert shared["lr"] == models["lr"] == heads["frame_cnn"]["settings"]["lr"]
+        assert dict(audio, lr=shared["lr"]) == shared  # nothing else changes
+    assert heads["audio_cnn"]["settings"]["lr"] != heads["blstm"]["settings"]["lr"]  # cpu
+
+
+def test_each_head_gets_only_its_own_preset_values(repo_config):
+    """A rule's params are its head's arguments: audio_cnn_lr reaches the audio CNN only."""
+    changed = copy.deepcopy(repo_config)
+    changed["presets"]["cpu"]["models"]["audio_cnn_lr"] = 3e-4
+    before, after = config.head_arguments(repo_config), config.head_arguments(changed)
+    assert [h for h in before if before[h] != after[h]] == ["audio_cnn"]
+    changed["presets"]["cpu"]["models"]["c3d_width"] = 0.5
+    after = config.head_arguments(changed)
+    assert [h for h in before if before[h] != after[h]] == ["c3d", "audio_cnn"]
 
 
 @pytest.mark.parametrize(

@@ -17,17 +17,13 @@ import numpy as np
 import pytest
 
 from msff import scores
+from msff.heads.audio_cnn import audio_features, finetune_audio_cnn
+from msff.heads.blstm import train_blstm
+from msff.heads.c3d import train_c3d
+from msff.heads.frame_cnn import cnn_features, finetune_cnn
 from msff.stages.audio import spectrograms
 from msff.stages.faces import align_faces
 from msff.stages.media import extract_audio, extract_frames
-from msff.stages.models import (
-    audio_features,
-    cnn_features,
-    finetune_audio_cnn,
-    finetune_cnn,
-    train_blstm,
-    train_c3d,
-)
 from msff.train import TrainSettings
 
 from .conftest import DATA

@@ -400,11 +400,11 @@ def test_vgg19_errors_name_the_keys_as_the_file_does(tmp_path, vgg19_file):
 @pytest.mark.parametrize("name", ["fer2013", "vgg_face", "resnet50"])
 def test_one_backbone_pass_gives_features_and_class_scores(name):
     """msff predict scores a backbone's frames and feeds its BLSTM from one features pass."""
-    from msff import backbones
+    from msff.heads.frame_cnn import build
 
     torch.manual_seed(0)
     if name == "fer2013":
-        model, x = backbones.frame_cnn(name, 7, SMALL, None).model, torch.rand(2, 1, 64, 64)
+        model, x = build(name, 7, SMALL, None).model, torch.rand(2, 1, 64, 64)
     else:
         model, x = BACKBONES[name](num_classes=7, fc_width=SMALL), tiny_input(name)
     model.eval()

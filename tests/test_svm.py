@@ -232,9 +232,9 @@ def test_bad_features_at_prediction(held_out):
 
 def test_stage_gives_silent_and_missing_tracks_the_uniform_row(tmp_path, repo_config):
     """svm_opensmile on real clips, a silent track and a video with no audio stream."""
+    from msff.heads.svm import svm_opensmile
     from msff.stages.audio import opensmile
     from msff.stages.media import extract_audio
-    from msff.stages.svm import svm_opensmile
 
     from .conftest import MEAD_FRONT
 

@@ -3,13 +3,13 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from msff import scores, train
+from msff import datasets, scores, train
 
 
 def test_windows_cover_the_clip_and_loop_short_ones():
-    assert [w.tolist() for w in train.windows(3, 8, 4)] == [[0, 1, 2, 0, 1, 2, 0, 1]]
-    assert train.windows(0, 8, 4) == []
-    wins = train.windows(21, 8, 4)
+    assert [w.tolist() for w in datasets.windows(3, 8, 4)] == [[0, 1, 2, 0, 1, 2, 0, 1]]
+    assert datasets.windows(0, 8, 4) == []
+    wins = datasets.windows(21, 8, 4)
     assert wins[0].tolist() == list(range(8)) and wins[-1].tolist() == list(range(13, 21))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -303,3 +304,128 @@ def test_wrong_config_key_stops_the_run_naming_the_key(project):
     proc = snakemake(repo, work, "--config", "sampels=x.tsv", check=False)
     assert proc.returncode != 0
     assert "sampels" in proc.stderr and "Additional properties are not allowed" in proc.stderr
+
+
+# The whole DAG, to the fused predictions, with the bad clips still in the sheet: every
+# model rule trains on the clips it can use and scores every clip.
+SPEECH_TRAIN = {  # more training speakers, so the SVM's speaker folds have 2 classes each
+    f"speech_{actor}_{label}": (DATA / "ravdess_speech" / f"Actor_{actor}" / name, label, actor)
+    for actor, label, name in [
+        ("02", "angry", "03-01-05-02-01-01-02.flac"),
+        ("02", "happy", "03-01-03-02-01-01-02.flac"),
+        ("04", "sad", "03-01-04-02-01-01-04.flac"),
+        ("04", "happy", "03-01-03-02-01-01-04.flac"),
+    ]
+}
+
+
+def snakemake_dag(repo: Path, work: Path, *args: str) -> subprocess.CompletedProcess:
+    """Snakemake on the default target (every model, fusion, evaluation)."""
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work)]
+    proc = subprocess.run([*cmd, "--cores", "2", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def planned(repo: Path, work: Path) -> set[str]:
+    """The rules a dry run would run (its job stats table)."""
+    proc = snakemake_dag(repo, work, "-n")
+    out = proc.stdout + proc.stderr
+    if "Nothing to be done" in out:
+        return set()
+    table = out.split("Job stats:", 1)[1].split("total", 1)[0]
+    return {line.split()[0] for line in table.splitlines()[3:] if line.strip()}
+
+
+@pytest.fixture(scope="module")
+def full_run(project):
+    repo, work, _ = project
+    rows = pd.read_csv(work / "clips.tsv", sep="\t", dtype=str).to_dict("records")
+    for clip, (path, label, actor) in SPEECH_TRAIN.items():
+        rows.append(
+            dict(clip=clip, path=str(path), label=label, split="train", speaker=actor)
+            | dict(has_video="False", has_audio="True", face_input="")
+        )
+    write_sheet(work, rows)
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["presets"]["cpu"]["models"]["epochs"] = 2  # the DAG, not accuracy, is tested
+    config["models"]["zeroshot"] = True
+    config["fusion"]["models"] = ["fer2013_zeroshot", "fer2013_blstm", "c3d", "opensmile_svm"]
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    snakemake_dag(repo, work)
+    return repo, work, rows
+
+
+def test_every_model_scores_every_clip_and_fusion_predicts_despite_bad_clips(full_run):
+    _, work, rows = full_run
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    classes = config["labels"]["classes"]
+    running = {r["clip"] for r in rows if r["clip"] != "unmapped_label"}
+    from msff import registry, scores
+
+    names = [m.name for m in registry.models(config["models"])]
+    assert "fer2013_zeroshot" in names
+    for name in [*names, "fusion"]:
+        table = scores.read(work / "results" / "scores" / f"{name}.tsv", classes)
+        assert set(table.index) == running, name
+    svm = scores.read(work / "results" / "scores" / "opensmile_svm.tsv", classes)
+    assert svm.loc["zero_bytes", "note"] and svm.loc["mead_no_audio", "note"] == "no audio stream"
+    blstm = scores.read(work / "results" / "scores" / "fer2013_blstm.tsv", classes)
+    assert blstm.loc["no_face", "note"] == "no face found"
+    assert blstm.loc["truncated", "note"] == "no face found"  # its faces cache is an error
+    predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t")
+    assert set(predictions["clip"]) == {r["clip"] for r in rows if r["split"] == "test"}
+
+
+def test_editing_c3d_reruns_only_c3d_and_what_reads_its_scores(full_run):
+    repo, work, _ = full_run
+    assert planned(repo, work) == set()
+    original = (repo / "msff" / "models" / "c3d.py").read_text()
+    (repo / "msff" / "models" / "c3d.py").write_text(original + "\n# an edit to C3D\n")
+    try:
+        assert planned(repo, work) == {"train_c3d", "fuse", "evaluate", "all"}
+    finally:
+        (repo / "msff" / "models" / "c3d.py").write_text(original)
+        os.utime(repo / "msff" / "models" / "c3d.py", (0, 0))  # older than every output
+
+
+def test_audio_cnn_lr_reruns_only_the_audio_cnn_and_what_reads_it(full_run):
+    repo, work, _ = full_run
+    path = work / "config.yaml"
+    original = path.read_text()
+    config = yaml.safe_load(original)
+    config["presets"]["cpu"]["models"]["audio_cnn_lr"] = 3e-4
+    path.write_text(yaml.safe_dump(config))
+    try:
+        assert planned(repo, work) == {
+            "finetune_audio_cnn",
+            "audio_features",
+            "train_blstm_audio",
+            "fuse",
+            "evaluate",
+            "all",
+        }
+    finally:
+        path.write_text(original)
+
+
+def test_predict_reproduces_the_fused_scores_of_the_workflow(full_run):
+    """msff predict runs the same stage and head code: a video and a CK+ frame folder."""
+    _, work, rows = full_run
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    classes = config["labels"]["classes"]
+    from msff import scores
+    from msff.predict import predict, run_config
+
+    cfg = run_config(work / "results")
+    assert cfg["presets"]["cpu"]["models"]["epochs"] == 2  # the run's config, not the repo's
+    fused = scores.read(work / "results" / "scores" / "fusion.tsv", classes)
+    paths = {r["clip"]: r["path"] for r in rows}
+    for clip, face_input in (("crema_angry", "detect"), ("ck_surprise", "precropped")):
+        result = predict(paths[clip], work / "results", dict(cfg, face_input=face_input))
+        got = np.array([result["scores"][c] for c in classes])
+        # fc7 features are stored as float16 in the workflow, and predict rounds the same
+        # way; scores are written with 6 significant digits.
+        np.testing.assert_allclose(got, fused.loc[clip, classes].to_numpy(float), atol=2e-3)
+        assert result["label"] == classes[int(np.argmax(fused.loc[clip, classes]))]

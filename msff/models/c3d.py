@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msff.models.weights import C3D_PREPROCESS, init_vgg_style
+from msff.models.build import Built, finish
+from msff.models.weights import C3D_PREPROCESS, init_vgg_style, load_c3d
 
 _CONVS = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
 
@@ -107,3 +108,13 @@ class C3D(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` of clips ``(B, 3, T, H, W)``."""
         return self.fc8(self.dropout(self.features(x)))
+
+
+def build(
+    num_classes: int, fc_width: int, width: float, weights: str | None, batch_norm: bool = False
+) -> Built:
+    """C3D on face clips; ``prepare`` takes one (3, T, H, W) float 0-255 volume."""
+    model = C3D(num_classes, fc_width, width=width, batch_norm=batch_norm)
+    loaded = load_c3d(model, weights) if weights else None
+    line, pretrained = finish(model, loaded, "c3d")
+    return Built(model, lambda v: model.preprocess.normalize(v[None])[0], line, pretrained)

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet50
 
-from msff.models.weights import IMAGENET_PREPROCESS
+from msff.models.build import Built, finish, rgb_input, unfreeze_last
+from msff.models.weights import IMAGENET_PREPROCESS, load_torchvision
 
 
 class ResNet50(nn.Module):
@@ -46,6 +47,15 @@ class ResNet50(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(fc_width, num_classes)
 
+    def blocks_in_order(self) -> list[nn.Module]:
+        """The stem and the 4 residual stages, input to output."""
+        stem = nn.ModuleList([self.conv1, self.bn1])
+        return [stem, self.layer1, self.layer2, self.layer3, self.layer4]
+
+    def finetuned_parameters(self) -> list[nn.Parameter]:
+        """The conv parameters fine-tuned with the head (see ``build``'s train_blocks)."""
+        return getattr(self, "_finetuned", [])
+
     def convolutions(self, x: torch.Tensor) -> torch.Tensor:
         """layer4 activations ``(B, 2048, H/32, W/32)`` of images ``(B, 3, H, W)``."""
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
@@ -66,7 +76,7 @@ class ResNet50(nn.Module):
     def train(self, mode: bool = True) -> ResNet50:
         """Set training mode, but keep frozen batch norms in eval mode.
 
-        A batch norm whose weights are frozen (see :func:`msff.models.freeze_conv`) keeps
+        A batch norm whose weights are frozen (see :func:`msff.models.build.freeze_conv`) keeps
         its ImageNet running statistics too: batches of 8 faces of one data set would
         otherwise drag them away from the statistics the frozen layers were trained with.
         """
@@ -75,3 +85,18 @@ class ResNet50(nn.Module):
             if isinstance(m, nn.BatchNorm2d) and not m.weight.requires_grad:
                 m.eval()
         return self
+
+
+def build(num_classes: int, fc_width: int, weights: str | None, train_blocks: int = 0) -> Built:
+    """ResNet-50 for frames: ImageNet weights and conv frozen, else from scratch.
+
+    The weights come from the file config names, else from the torch hub cache. With
+    weights, the last ``train_blocks`` stages train with the fc layers.
+    """
+    model = ResNet50(num_classes, fc_width)
+    loaded = load_torchvision(model, weights, "resnet50")
+    line, pretrained = finish(model, loaded, "resnet50")
+    if pretrained and train_blocks:
+        line += f"; last {min(train_blocks, 5)} stages trained too"
+        unfreeze_last(model, train_blocks)
+    return Built(model, rgb_input(model.preprocess.normalize), line, pretrained)

@@ -10,11 +10,13 @@ file's, and :func:`msff.models.weights.load_torchvision` loads the convolutions 
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torchvision.models.vgg import cfgs, make_layers
 
-from msff.models.weights import IMAGENET_PREPROCESS, init_vgg_style
+from msff.models.build import Built, finish, rgb_input
+from msff.models.weights import IMAGENET_PREPROCESS, init_vgg_style, load_torchvision
 
 
 class VGG19(nn.Module):
@@ -70,3 +72,19 @@ class VGG19(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` of images ``(B, 3, H, W)``."""
         return self.classifier[5:](self.features(x))
+
+
+def build(
+    num_classes: int,
+    fc_width: int,
+    width: float,
+    weights: str | None,
+    input_size: int,
+    batch_norm: bool = False,
+) -> Built:
+    """VGG-19 on spectrogram images; ``prepare`` takes (N, H, W) uint8 grey images."""
+    model = VGG19(num_classes, fc_width, width=width, batch_norm=batch_norm)
+    loaded = load_torchvision(model, weights, "vgg19")
+    line, pretrained = finish(model, loaded, "vgg19")
+    rgb = rgb_input(model.preprocess.normalize, input_size)
+    return Built(model, lambda images: rgb(np.repeat(images[..., None], 3, -1)), line, pretrained)

@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msff.models.weights import VGG_FACE_PREPROCESS, init_vgg_style
+from msff.models.build import Built, finish, rgb_input, unfreeze_last
+from msff.models.weights import VGG_FACE_PREPROCESS, init_vgg_style, load_vgg_face
 
 # VGG-16: (block, convolutions in it, their channels); a 2x2 max-pool ends each block.
 BLOCKS = ((1, 2, 64), (2, 2, 128), (3, 3, 256), (4, 3, 512), (5, 3, 512))
@@ -50,6 +51,14 @@ class VGGFace(nn.Module):
         self.dropout = nn.Dropout(dropout)
         init_vgg_style(self)
 
+    def blocks_in_order(self) -> list[nn.Module]:
+        """The 5 conv blocks, input to output."""
+        return [nn.ModuleList(getattr(self, n) for n in names) for names in self.blocks]
+
+    def finetuned_parameters(self) -> list[nn.Parameter]:
+        """The conv parameters fine-tuned with the head (see ``build``'s train_blocks)."""
+        return getattr(self, "_finetuned", [])
+
     def convolutions(self, x: torch.Tensor) -> torch.Tensor:
         """pool5 activations ``(B, 512, H/32, W/32)`` of images ``(B, 3, H, W)``."""
         for names in self.blocks:
@@ -71,3 +80,17 @@ class VGGFace(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` of images ``(B, 3, H, W)``."""
         return self.classify(self.features(x))
+
+
+def build(num_classes: int, fc_width: int, weights: str | None, train_blocks: int = 0) -> Built:
+    """VGG-Face for frames: ``vgg_face_dag.pth`` loaded and conv frozen, else from scratch.
+
+    With weights, the last ``train_blocks`` conv blocks train with the fc layers.
+    """
+    model = VGGFace(num_classes, fc_width)
+    loaded = load_vgg_face(model, weights) if weights else None
+    line, pretrained = finish(model, loaded, "vgg_face")
+    if pretrained and train_blocks:
+        line += f"; last {min(train_blocks, 5)} conv blocks trained too"
+        unfreeze_last(model, train_blocks)
+    return Built(model, rgb_input(model.preprocess.normalize), line, pretrained)

@@ -11,24 +11,17 @@ the run's, so the comparison isolates the classifier each model's scores come fr
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from msff import cache, evaluate, scores
-from msff.stages import log
-from msff.stages.models import (
-    blstm_options,
-    c3d_options,
-    finetune_cnn,
-    frame_cnn_options,
-    train_blstm,
-    train_c3d,
-)
-from msff.stages.svm import svm_opensmile
-from msff.train import TrainSettings
+from msff import cache, evaluate, registry, scores
+from msff.heads.blstm import train_blstm
+from msff.heads.c3d import train_c3d
+from msff.heads.frame_cnn import finetune_cnn
+from msff.heads.svm import svm_opensmile
+from msff.logs import log
 
 SPLITS = ("val", "test")
 
@@ -37,12 +30,10 @@ def compare_class_weighting(
     run_scores: dict[str, str],
     clips: list[dict],
     classes: list[str],
-    settings: TrainSettings,
-    models: dict,
+    heads: dict,
     faces_h5: dict[str, str],
     features_h5: dict[str, str],
     opensmile_h5: dict[str, str],
-    svm: dict,
     weights: dict,
     out_table: str | Path,
     work_dir: str | Path,
@@ -51,15 +42,30 @@ def compare_class_weighting(
 
     ``run_scores`` maps model names (``fer2013_frames``, ``fer2013_blstm``, ``c3d``,
     ``vgg19_blstm_audio``, ``opensmile_svm``) to the run's scores files; ``features_h5``
-    maps ``fer2013`` / ``vgg19_audio`` to the run's feature caches.
+    maps ``fer2013`` / ``vgg19_audio`` to the run's feature caches; ``heads`` holds each
+    head's arguments (:func:`msff.config.head_arguments`).
     """
     work = Path(work_dir)
-    flipped = replace(settings, class_weighted=not settings.class_weighted)
+    weighted = heads["blstm"]["settings"]["class_weighted"]
+    flipped = {
+        head: dict(
+            args,
+            **(
+                {"settings": dict(args["settings"], class_weighted=not weighted)}
+                if "settings" in args
+                else {"class_weighted": not weighted}
+            ),
+        )
+        for head, args in heads.items()
+    }
     other = {}
+    # Models that train nothing (the zero-shot classifier) have no weighting to flip.
+    run_scores = {n: p for n, p in run_scores.items() if registry.model(n).head != "zeroshot"}
     for name in run_scores:
         out = work / f"{name}.tsv"
-        if name.endswith("_frames"):
-            backbone = name.removesuffix("_frames")
+        head = registry.model(name).head
+        if head == "frame_cnn":
+            backbone = registry.model(name).backbone
             finetune_cnn(
                 backbone,
                 clips,
@@ -68,12 +74,11 @@ def compare_class_weighting(
                 work / f"{backbone}_cnn.json",
                 out,
                 classes,
-                flipped,
-                **frame_cnn_options(models),
+                **flipped["frame_cnn"],
                 weights=weights.get(backbone),
             )
-        elif name.endswith("_blstm") or name == "vgg19_blstm_audio":
-            source = "vgg19_audio" if name == "vgg19_blstm_audio" else name.removesuffix("_blstm")
+        elif head in ("blstm", "audio_cnn"):
+            source = "vgg19_audio" if head == "audio_cnn" else registry.model(name).backbone
             train_blstm(
                 features_h5[source],
                 clips,
@@ -81,11 +86,10 @@ def compare_class_weighting(
                 work / f"{name}.pt",
                 work / f"{name}.json",
                 classes,
-                flipped,
-                **blstm_options(models),
+                **flipped["blstm"],
                 unseen_note="not seen",
             )
-        elif name == "c3d":
+        elif head == "c3d":
             train_c3d(
                 clips,
                 faces_h5,
@@ -93,11 +97,10 @@ def compare_class_weighting(
                 work / "c3d.pt",
                 work / "c3d.json",
                 classes,
-                flipped,
-                **c3d_options(models),
+                **flipped["c3d"],
                 weights=weights.get("c3d"),
             )
-        elif name == "opensmile_svm":
+        elif head == "svm":
             svm_opensmile(
                 clips,
                 opensmile_h5,
@@ -105,11 +108,7 @@ def compare_class_weighting(
                 work / "opensmile_svm.json",
                 work / "opensmile_svm.pkl",
                 classes,
-                settings.seed,
-                c_grid=svm["c_grid"],
-                gamma_grid=svm["gamma_grid"],
-                folds=svm["folds"],
-                class_weighted=flipped.class_weighted,
+                **flipped["svm"],
             )
         else:
             raise ValueError(f"class_weighting: no head to retrain for model {name!r}")
@@ -117,9 +116,9 @@ def compare_class_weighting(
     truth = np.array([classes.index(c["class"]) for c in clips])
     rows = []
     for name, path in run_scores.items():
-        for weighted, source in (
-            (settings.class_weighted, path),
-            (flipped.class_weighted, other[name]),
+        for is_weighted, source in (
+            (weighted, path),
+            (not weighted, other[name]),
         ):
             matrix = scores.read(source, classes).loc[[c["clip"] for c in clips], classes]
             predicted = matrix.to_numpy(float).argmax(1)
@@ -131,7 +130,7 @@ def compare_class_weighting(
                 rows.append(
                     {
                         "model": name,
-                        "class_weighted": weighted,
+                        "class_weighted": is_weighted,
                         "split": split,
                         "n_clips": m["n_clips"],
                         "accuracy": m["accuracy"],

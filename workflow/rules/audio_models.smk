@@ -1,7 +1,7 @@
 rule svm_opensmile:
     input:
         features=get_opensmile_features,
-        code=msff_code("msff.stages.svm"),
+        code=msff_code("msff.heads.svm"),
     output:
         scores="results/scores/opensmile_svm.tsv",
         model="results/models/opensmile_svm.json",
@@ -18,9 +18,7 @@ rule svm_opensmile:
             clip: path for clip, path in zip(audio_clips(), input.features)
         },
         classes=CLASSES,
-        seed=config["seed"],
-        svm=config["svm"],
-        class_weighted=config["train"]["class_weighted"],
+        args=HEADS["svm"],
     script:
         "../scripts/svm_opensmile.py"
 
@@ -28,7 +26,7 @@ rule svm_opensmile:
 rule finetune_audio_cnn:
     input:
         spectrograms=get_spectrogram_caches,
-        code=msff_code("msff.stages.models"),
+        code=msff_code("msff.heads.audio_cnn"),
     output:
         model="results/models/vgg19_audio_cnn.pt",
         provenance="results/models/vgg19_audio_cnn.json",
@@ -45,10 +43,8 @@ rule finetune_audio_cnn:
         clips=clip_records(),
         spectrograms=spectrogram_cache_map,
         classes=CLASSES,
-        train=TRAIN,
-        models=PRESET["models"],
+        args=HEADS["audio_cnn"],
         weights=config["weights"].get("vgg19"),
-        noise=config["audio_augmentation"],
     script:
         "../scripts/finetune_audio_cnn.py"
 
@@ -57,7 +53,7 @@ rule audio_features:
     input:
         model="results/models/vgg19_audio_cnn.pt",
         spectrograms=get_spectrogram_caches,
-        code=msff_code("msff.stages.models"),
+        code=msff_code("msff.heads.audio_cnn"),
     output:
         "results/features/vgg19_audio.h5",
     log:
@@ -79,7 +75,7 @@ rule audio_features:
 rule train_blstm_audio:
     input:
         features="results/features/vgg19_audio.h5",
-        code=msff_code("msff.stages.models"),
+        code=msff_code("msff.heads.blstm"),
     output:
         scores="results/scores/vgg19_blstm_audio.tsv",
         model="results/models/vgg19_blstm_audio.pt",
@@ -96,8 +92,7 @@ rule train_blstm_audio:
     params:
         clips=clip_records(),
         classes=CLASSES,
-        train=TRAIN,
-        models=PRESET["models"],
+        args=HEADS["blstm"],
         unseen="no audio, or a silent track",
     script:
         "../scripts/train_blstm.py"

@@ -1,5 +1,6 @@
 # Each head trained once more with train.class_weighted flipped: per-class recall of the
-# rare classes (disgust, surprise) with class weighting on and off, side by side.
+# rare classes (disgust, surprise) with class weighting on and off, side by side. In the
+# default target when config class_weighting is true; else `snakemake class_weighting`.
 rule class_weighting:
     input:
         scores=model_scores(),
@@ -32,9 +33,7 @@ rule class_weighting:
             clip: f"results/opensmile/{clip}.h5" for clip in audio_clips()
         },
         classes=CLASSES,
-        train=TRAIN,
-        models=PRESET["models"],
-        svm=config["svm"],
+        heads=HEADS,
         weights=config["weights"],
     script:
         "../scripts/class_weighting.py"

@@ -5,10 +5,12 @@ from pathlib import Path
 from snakemake.utils import validate
 
 import msff.config
+import msff.registry
 import msff.sheet
 from msff.codedeps import module_files
 
-validate(config, schema=msff.config.schema_path("config"))
+# The schema's lists of backbones and models come from the registry (msff/registry.py).
+msff.config.validate(config, "config", "config")
 msff.config.check_label_map(config["labels"])
 PRESET = msff.config.preset(config)
 
@@ -29,12 +31,22 @@ if len(_excluded):
 
 wildcard_constraints:
     clip="|".join(re.escape(c) for c in CLIPS.index) or "(?!)",
-    backbone="fer2013|vgg_face|resnet50",
+    backbone="|".join(msff.registry.FRAME_BACKBONES),
 
 
-def msff_code(module):
+def msff_code(*modules):
     """The msff source files a stage runs: editing one reruns that stage (see msff/codedeps.py)."""
-    return [os.path.relpath(path) for path in module_files(module, workflow.basedir)]
+    files = {
+        path for module in modules for path in module_files(module, workflow.basedir)
+    }
+    return sorted(os.path.relpath(path) for path in files)
+
+
+def frame_cnn_code(wildcards):
+    """The frame CNN head's files and its backbone's (msff/registry.py), nothing else."""
+    return msff_code(
+        "msff.heads.frame_cnn", msff.registry.FRAME_BACKBONES[wildcards.backbone]
+    )
 
 
 def has_stream(clip, column):
@@ -87,15 +99,9 @@ def clip_records():
     return CLIPS[["clip", "class", "split", "speaker"]].to_dict("records")
 
 
-# Every neural head trains with these: config train, the preset's optimiser, rate and
-# epochs, the seed.
-TRAIN = dict(
-    config["train"],
-    optimizer=PRESET["models"]["optimizer"],
-    lr=PRESET["models"]["lr"],
-    epochs=PRESET["models"]["epochs"],
-    seed=config["seed"],
-)
+# Each head's exact stage arguments (msff.config.head_arguments): a rule's params are
+# its own head's, so a preset value reruns only the rules that use it.
+HEADS = msff.config.head_arguments(config)
 
 
 def audio_clips():
@@ -126,19 +132,12 @@ def spectrogram_cache_map(wildcards):
     return {clip: f"results/spectrograms/{clip}.h5" for clip in audio_clips()}
 
 
+# The models this config turns on, by the name of their scores files (msff/registry.py).
+MODELS = msff.registry.models(config["models"])
+
+
 def model_names():
-    """Every model config turns on, by the name of its scores file."""
-    models = config["models"]
-    names = []
-    for backbone in models["face_backbones"]:
-        names += [f"{backbone}_frames", f"{backbone}_blstm"]
-    if models["c3d"]:
-        names.append("c3d")
-    if models["audio_cnn"]:
-        names.append("vgg19_blstm_audio")
-    if models["opensmile_svm"]:
-        names.append("opensmile_svm")
-    return names
+    return [model.name for model in MODELS]
 
 
 def weighting_features():
@@ -157,7 +156,7 @@ def model_scores():
 
 _unknown = sorted(set(config["fusion"]["models"]) - set(model_names()))
 if _unknown:
-    raise ValueError(
+    raise msff.config.ConfigError(
         f"config fusion.models: {_unknown} are not models this config runs: {model_names()}"
     )
 
@@ -176,8 +175,9 @@ def get_final_output():
         "results/predictions.tsv",
         "results/evaluation/table1.tsv",
         "results/evaluation/table2.tsv",
-        "results/evaluation/class_weighting.tsv",
     ]
+    if config["class_weighting"]:
+        outputs.append("results/evaluation/class_weighting.tsv")
     if config["fusion"]["submission"]:
         outputs.append("results/submission")
     return outputs

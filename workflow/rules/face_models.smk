@@ -1,7 +1,7 @@
 rule finetune_cnn:
     input:
         faces=get_face_caches,
-        code=msff_code("msff.stages.models"),
+        code=frame_cnn_code,
     output:
         model="results/models/{backbone}_cnn.pt",
         provenance="results/models/{backbone}_cnn.json",
@@ -19,8 +19,7 @@ rule finetune_cnn:
         clips=clip_records(),
         faces=face_cache_map,
         classes=CLASSES,
-        train=TRAIN,
-        models=PRESET["models"],
+        args=HEADS["frame_cnn"],
         weights=lambda wildcards: config["weights"].get(wildcards.backbone),
     script:
         "../scripts/finetune_cnn.py"
@@ -30,7 +29,7 @@ rule cnn_features:
     input:
         model="results/models/{backbone}_cnn.pt",
         faces=get_face_caches,
-        code=msff_code("msff.stages.models"),
+        code=frame_cnn_code,
     output:
         "results/features/{backbone}.h5",
     log:
@@ -52,7 +51,7 @@ rule cnn_features:
 rule train_blstm:
     input:
         features="results/features/{backbone}.h5",
-        code=msff_code("msff.stages.models"),
+        code=msff_code("msff.heads.blstm"),
     output:
         scores="results/scores/{backbone}_blstm.tsv",
         model="results/models/{backbone}_blstm.pt",
@@ -69,17 +68,38 @@ rule train_blstm:
     params:
         clips=clip_records(),
         classes=CLASSES,
-        train=TRAIN,
-        models=PRESET["models"],
+        args=HEADS["blstm"],
         unseen="no face found",
     script:
         "../scripts/train_blstm.py"
 
 
+# FER2013's own classifier, untrained: what the fine-tuned face models must beat.
+rule zeroshot_scores:
+    input:
+        faces=get_face_caches,
+        code=msff_code("msff.heads.zeroshot"),
+    output:
+        scores="results/scores/fer2013_zeroshot.tsv",
+        model="results/models/fer2013_zeroshot.json",
+    log:
+        "logs/zeroshot_scores.log",
+    conda:
+        "../../envs/msff.yaml"
+    threads: 2
+    params:
+        clips=clip_records(),
+        faces=face_cache_map,
+        classes=CLASSES,
+        weights=config["weights"].get("fer2013"),
+    script:
+        "../scripts/zeroshot_scores.py"
+
+
 rule train_c3d:
     input:
         faces=get_face_caches,
-        code=msff_code("msff.stages.models"),
+        code=msff_code("msff.heads.c3d"),
     output:
         scores="results/scores/c3d.tsv",
         model="results/models/c3d.pt",
@@ -97,8 +117,7 @@ rule train_c3d:
         clips=clip_records(),
         faces=face_cache_map,
         classes=CLASSES,
-        train=TRAIN,
-        models=PRESET["models"],
+        args=HEADS["c3d"],
         weights=config["weights"].get("c3d"),
     script:
         "../scripts/train_c3d.py"

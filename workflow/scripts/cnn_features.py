@@ -2,9 +2,12 @@ from msff.logs import log_to
 
 log_to(snakemake.log[0])
 from msff.devices import set_cpu_threads
-from msff.stages.models import cnn_features
+from msff.heads.frame_cnn import cnn_features
 
 set_cpu_threads(snakemake.threads)
 cnn_features(
-    snakemake.input.model, snakemake.params.clips, snakemake.params.faces, snakemake.output[0]
+    model_pt=snakemake.input.model,
+    clips=snakemake.params.clips,
+    faces_h5=snakemake.params.faces,
+    out=snakemake.output[0],
 )

@@ -5,16 +5,14 @@ from pathlib import Path
 
 from msff.crossval import run
 from msff.devices import set_cpu_threads
-from msff.train import TrainSettings
 
 set_cpu_threads(snakemake.threads)
 run(
-    snakemake.params.clips,
-    snakemake.params.faces,
-    Path(snakemake.output.metrics).parent,
-    snakemake.params.classes,
-    TrainSettings(**snakemake.params.train),
-    models=snakemake.params.models,
+    records=snakemake.params.clips,
+    faces_h5=snakemake.params.faces,
+    out_dir=Path(snakemake.output.metrics).parent,
+    classes=snakemake.params.classes,
+    heads=snakemake.params.heads,
     backbones=snakemake.params.backbones,
     c3d=snakemake.params.c3d,
     weights=snakemake.params.weights,

@@ -1,18 +1,14 @@
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
-from msff.stages.svm import svm_opensmile
+from msff.heads.svm import svm_opensmile
 
 svm_opensmile(
-    snakemake.params.clips,
-    snakemake.params.features,
-    snakemake.output.scores,
-    snakemake.output.model,
-    snakemake.output.fitted,
-    snakemake.params.classes,
-    snakemake.params.seed,
-    c_grid=snakemake.params.svm["c_grid"],
-    gamma_grid=snakemake.params.svm["gamma_grid"],
-    folds=snakemake.params.svm["folds"],
-    class_weighted=snakemake.params.class_weighted,
+    clips=snakemake.params.clips,
+    opensmile_h5=snakemake.params.features,
+    out_scores=snakemake.output.scores,
+    out_model=snakemake.output.model,
+    out_fitted=snakemake.output.fitted,
+    classes=snakemake.params.classes,
+    **snakemake.params.args,
 )

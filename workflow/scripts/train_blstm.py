@@ -2,20 +2,17 @@ from msff.logs import log_to
 
 log_to(snakemake.log[0])
 from msff.devices import set_cpu_threads
-from msff.stages.models import blstm_options, train_blstm
-from msff.train import TrainSettings
+from msff.heads.blstm import train_blstm
 
 set_cpu_threads(snakemake.threads)
-models = snakemake.params.models
 train_blstm(
-    snakemake.input.features,
-    snakemake.params.clips,
-    snakemake.output.scores,
-    snakemake.output.model,
-    snakemake.output.provenance,
-    snakemake.params.classes,
-    TrainSettings(**snakemake.params.train),
-    **blstm_options(models),
+    features_h5=snakemake.input.features,
+    clips=snakemake.params.clips,
+    out_scores=snakemake.output.scores,
+    out_model=snakemake.output.model,
+    out_provenance=snakemake.output.provenance,
+    classes=snakemake.params.classes,
     unseen_note=snakemake.params.unseen,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
+    **snakemake.params.args,
 )

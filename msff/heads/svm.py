@@ -1,4 +1,4 @@
-"""Stage svm_opensmile: the openSMILE IS09 + SVM audio baseline, scores for every clip."""
+"""The openSMILE IS09 + SVM audio baseline: scores for every clip, and one clip's scores."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import h5py
 import numpy as np
 
 from msff import cache, scores, svm
-from msff.stages import log
+from msff.logs import log
 
 
 def _features(path: str | None) -> tuple[np.ndarray | None, str]:
@@ -94,3 +94,15 @@ def svm_opensmile(
     # The fitted model itself, for `python -m msff predict` (scikit-learn objects pickle).
     with cache.atomic_path(out_fitted) as tmp, open(tmp, "wb") as f:
         pickle.dump(fitted, f)
+
+
+def load(fitted_path: str | Path) -> svm.FittedSvm:
+    """The fitted SVM that ``svm_opensmile`` wrote."""
+    with open(fitted_path, "rb") as f:
+        return pickle.load(f)  # our own file, written by the workflow's svm_opensmile
+
+
+def infer(fitted: svm.FittedSvm, opensmile_h5: str | Path) -> np.ndarray | None:
+    """Class probabilities of one clip; None when it cannot be heard."""
+    x, _ = _features(str(opensmile_h5))
+    return None if x is None else svm.predict_scores(fitted, x[None])[0]

@@ -1,0 +1,138 @@
+"""Accuracy of the face branch on CK+48: subject-grouped 5-fold CV through the workflow's heads.
+
+The protocol of issue 16 and of ``snakemake crossval``: CK+48 (../shared/data/ckplus48, 3-frame
+folders of 48x48 grey face crops, contempt dropped: 204 sequences of 71 subjects, 6 classes),
+pre-cropped faces resized to the preset's face size, ``StratifiedGroupKFold`` over subjects
+(seeded), in each fold a grouped fifth of the training subjects validates (early stopping,
+fusion weights). Every model is trained by the same head functions as the rules
+(``msff.crossval.run`` -> ``msff.heads``) with the committed preset's arguments
+(``msff.config.head_arguments``); options on the command line override them, one run per
+variant, so a change is measured before and after in one run:
+
+    python bench/accuracy.py                                   # the committed preset
+    python bench/accuracy.py --variant fc:finetune_blocks=0 --variant last1:finetune_blocks=1
+
+Prints one table: per model and variant, accuracy, UAR, per-class recall and minutes.
+C3D is off unless --c3d (it stays near the majority rate and costs most of the time).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import csv
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import torch
+import yaml
+
+from msff import config
+from msff.crossval import run
+from msff.devices import set_cpu_threads
+from msff.stages.faces import precropped_faces
+from msff.stages.media import extract_frames
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def ckplus_caches(data: Path, work: Path, labels: dict, size: int) -> tuple[list, dict]:
+    """Every CK+48 sequence the label map keeps, as a pre-cropped faces cache of side ``size``."""
+    records, faces = [], {}
+    folder = work / f"faces{size}"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(data / "labels.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            cls = config.class_of(row["label"], labels)
+            if cls is None:
+                continue
+            clip = row["path"]
+            out = folder / f"{clip}.h5"
+            if not out.exists():
+                frames = folder / f"{clip}.frames.h5"
+                extract_frames(clip, str(data / clip), frames, None, None)
+                precropped_faces(clip, frames, out, size)
+                frames.unlink()
+            faces[clip] = str(out)
+            records.append({"clip": clip, "class": cls, "speaker": row["speaker"]})
+    return records, faces
+
+
+def variant(text: str) -> tuple[str, dict]:
+    """``name:key=value,key=value`` -> (name, preset ``models`` overrides)."""
+    name, _, items = text.partition(":")
+    overrides = {}
+    for item in filter(None, items.split(",")):
+        key, value = item.split("=", 1)
+        overrides[key] = yaml.safe_load(value)
+    return name, overrides
+
+
+def main() -> None:
+    """Run every variant over the folds and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/ckplus48")
+    parser.add_argument("--config", type=Path, default=REPO / "config.yaml")
+    parser.add_argument("--preset", default="cpu")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/msff-accuracy"))
+    parser.add_argument("--folds", type=int, default=5)
+    parser.add_argument("--c3d", action="store_true", help="also C3D (slow, near majority)")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--variant",
+        type=variant,
+        action="append",
+        help="NAME:key=value,... preset models overrides (repeatable); default: the preset",
+    )
+    args = parser.parse_args()
+    logging.basicConfig(stream=sys.stderr, level=logging.WARNING, force=True)
+    set_cpu_threads(args.threads)
+    cfg = config.load(args.config)
+    cfg["preset"] = args.preset
+    size = config.preset(cfg)["faces"]["size"]
+    records, faces = ckplus_caches(args.data, args.work, cfg["labels"], size)
+    classes = cfg["labels"]["classes"]
+    tables = []
+    for name, overrides in args.variant or [("preset", {})]:
+        changed = copy.deepcopy(cfg)
+        changed["presets"][args.preset]["models"].update(overrides)
+        config.validate(changed, "config", f"variant {name}")
+        started = time.perf_counter()
+        metrics = run(
+            records,
+            faces,
+            args.work / args.preset / name,
+            classes,
+            config.head_arguments(changed),
+            backbones=changed["models"]["face_backbones"],
+            c3d=args.c3d,
+            weights=changed["weights"],
+            folds=args.folds,
+            fusion_step=changed["fusion"]["step"],
+            device="cpu",
+        )
+        metrics.insert(0, "variant", name)
+        metrics["minutes"] = metrics["seconds"] / 60
+        print(f"{name} {json.dumps(overrides)}: {(time.perf_counter() - started) / 60:.1f} min")
+        tables.append(metrics)
+    table = pd.concat(tables)
+    shown = ["variant", "model", "accuracy", "uar", "majority_rate", "minutes"] + [
+        f"recall_{c}" for c in classes if table[f"recall_{c}"].notna().any()
+    ]
+    print(
+        f"CK+48 {len(records)} sequences, {len({r['speaker'] for r in records})} subjects, "
+        f"{args.folds}-fold subject-grouped CV, preset {args.preset} (faces {size} px); "
+        f"{platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU, "
+        f"{time.strftime('%Y-%m-%d %H:%M %Z')}"
+    )
+    print(table[shown].to_markdown(index=False, floatfmt=".3f"))
+
+
+if __name__ == "__main__":
+    main()

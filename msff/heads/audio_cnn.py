@@ -1,0 +1,158 @@
+"""The spectrogram CNN of the audio branch: VGG-19 on segment images, then its features.
+
+finetune_audio_cnn  VGG-19 trained on the spectrogram segments (every rate scale, the
+                    paper's noise) of the training clips
+audio_features      its fc7 features of every scale-1.0 segment of every clip -> a
+                    features file (:mod:`msff.cache` layout), the audio BLSTM's input
+infer               one clip's spectrograms -> class probabilities through the BLSTM
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msff import cache
+from msff.datasets import SpectrogramSegments
+from msff.devices import pick_device
+from msff.heads import blstm, common
+from msff.models import vgg19
+from msff.models.build import Built
+from msff.train import TrainSettings
+
+
+def finetune_audio_cnn(
+    clips: list[dict],
+    spectrograms_h5: dict[str, str],
+    out_model: str,
+    out_provenance: str,
+    classes: list[str],
+    settings: TrainSettings | dict,
+    fc_width: int,
+    width: float,
+    input_size: int,
+    weights: str | None,
+    gaussian_std: float,
+    salt_pepper: float,
+    batch_norm: bool = False,
+    device: str = "auto",
+    config: dict | None = None,
+) -> None:
+    """Train VGG-19 on spectrogram segments (all rate scales, noise) of the training clips."""
+    settings = common.as_settings(settings)
+    started, dev = time.time(), pick_device(device)
+    torch.manual_seed(settings.seed)
+    built = vgg19.build(len(classes), fc_width, width, weights, input_size, batch_norm)
+    labels = common.labels(clips, classes)
+    paths = [spectrograms_h5.get(c["clip"], "") for c in clips]
+
+    def segments(idx, train):
+        idx = [i for i in idx if paths[i]]
+        return SpectrogramSegments(
+            [paths[i] for i in idx],
+            [labels[i] for i in idx],
+            train,
+            built.prepare,
+            gaussian_std if settings.augment else 0.0,
+            salt_pepper if settings.augment else 0.0,
+            settings.seed,
+        ), idx
+
+    train_set, _ = segments(common.subset(clips, "train"), True)
+    val_set, _ = segments(common.subset(clips, "val"), False)
+    history = common.fit_head(built.model, train_set, val_set, settings, len(classes), dev)
+    meta = dict(
+        backbone="vgg19_audio",
+        fc_width=fc_width,
+        width=width,
+        batch_norm=batch_norm,
+        input_size=input_size,
+        classes=classes,
+        weights=built.weights,
+        pretrained=built.pretrained,
+    )
+    common.keep(
+        out_model,
+        out_provenance,
+        built.model,
+        meta,
+        config,
+        settings,
+        history,
+        started,
+        dev,
+        {"vgg19": built.weights},
+        extra={"augmentation": {"gaussian_std": gaussian_std, "salt_pepper": salt_pepper}},
+    )
+
+
+def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
+    """A trained spectrogram VGG-19 from its file (the state dict holds every weight)."""
+    saved = common.load(model_pt)
+    meta = saved["meta"]
+    built = vgg19.build(
+        len(meta["classes"]),
+        meta["fc_width"],
+        meta["width"],
+        None,
+        meta["input_size"],
+        meta["batch_norm"],
+    )
+    built.model.load_state_dict(saved["state_dict"])
+    return built, meta
+
+
+def segment_batches(path: str | None, prepare, batch_size: int) -> list[torch.Tensor]:
+    """The clip's scale-1.0 segment images, prepared, in batches ([] when nothing is heard)."""
+    if not path:
+        return []
+    data = SpectrogramSegments([path], [0], False, prepare)
+    return [
+        torch.stack([data[i][0] for i in range(s, min(s + batch_size, len(data)))])
+        for s in range(0, len(data), batch_size)
+    ]
+
+
+def audio_features(
+    model_pt: str,
+    clips: list[dict],
+    spectrograms_h5: dict[str, str],
+    out: str,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> None:
+    """The fc7 features of every scale-1.0 segment of every clip that can be heard."""
+    dev = pick_device(device)
+    built, meta = rebuild(model_pt)
+    cache.write_features(
+        out,
+        dict(backbone=meta["backbone"], fc_width=meta["fc_width"], weights=meta["weights"]),
+        (
+            (
+                c["clip"],
+                common.features(
+                    built.model,
+                    segment_batches(spectrograms_h5.get(c["clip"]), built.prepare, batch_size),
+                    dev,
+                ),
+            )
+            for c in clips
+        ),
+    )
+
+
+def infer(
+    cnn_pt: str | Path, blstm_pt: str | Path, spectrograms_h5: str | Path
+) -> np.ndarray | None:
+    """Class probabilities of one clip: VGG-19 features of its segments, then the BLSTM.
+
+    None when nothing can be heard (no segment, or a silent track).
+    """
+    built, _ = rebuild(cnn_pt)
+    batches = segment_batches(str(spectrograms_h5), built.prepare, 64)
+    if not batches:
+        return None
+    return blstm.infer(blstm_pt, common.features(built.model, batches, torch.device("cpu")))

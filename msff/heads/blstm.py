@@ -1,0 +1,96 @@
+"""The 2-layer BLSTM over windows of a clip's feature sequence (face frames or segments).
+
+A clip's score is the mean of the softmax over its windows; a clip with no feature
+(no face found, nothing heard) gets the uniform row and a note.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msff import cache
+from msff.datasets import FeatureWindows, windows
+from msff.devices import pick_device
+from msff.heads import common
+from msff.models.blstm import BLSTM
+from msff.train import TrainSettings, predict
+
+
+def train_blstm(
+    features_h5: str,
+    clips: list[dict],
+    out_scores: str,
+    out_model: str,
+    out_provenance: str,
+    classes: list[str],
+    settings: TrainSettings | dict,
+    hidden: int,
+    window: int,
+    stride: int,
+    unseen_note: str,
+    device: str = "auto",
+    config: dict | None = None,
+) -> None:
+    """The 2-layer BLSTM over windows of a clip's feature sequence."""
+    settings = common.as_settings(settings)
+    started, dev = time.time(), pick_device(device)
+    features, source = cache.read_features(features_h5, [c["clip"] for c in clips])
+    labels = common.labels(clips, classes)
+
+    def windowed(idx):
+        return FeatureWindows([features[i] for i in idx], [labels[i] for i in idx], window, stride)
+
+    torch.manual_seed(settings.seed)
+    model = BLSTM(features[0].shape[1] if features else 1, hidden, 2, len(classes))
+    train_idx, val_idx = common.subset(clips, "train"), common.subset(clips, "val")
+    history = common.fit_head(
+        model, windowed(train_idx), windowed(val_idx), settings, len(classes), dev
+    )
+    every = windowed(range(len(clips)))
+    probs = predict(model, every, dev)
+    name = f"{source.get('backbone', '')}_blstm"
+    common.write_scores(out_scores, clips, classes, probs, every.owner, unseen_note, name)
+    meta = dict(
+        input_dim=int(features[0].shape[1]) if features else 0,
+        hidden=hidden,
+        window=window,
+        stride=stride,
+        classes=classes,
+        features=str(features_h5),
+        backbone=str(source.get("backbone")),
+    )
+    common.keep(
+        out_model,
+        out_provenance,
+        model,
+        meta,
+        config,
+        settings,
+        history,
+        started,
+        dev,
+        {"features": str(source.get("weights"))},
+    )
+
+
+def infer(model_pt: str | Path, features: np.ndarray) -> np.ndarray | None:
+    """Class probabilities of one clip from its feature sequence; None when it has none.
+
+    ``features`` are rounded to float16 first, as the workflow stores them.
+    """
+    saved = common.load(model_pt)
+    meta = saved["meta"]
+    model = BLSTM(meta["input_dim"], meta["hidden"], 2, len(meta["classes"]))
+    model.load_state_dict(saved["state_dict"])
+    model.eval()
+    index = windows(len(features), meta["window"], meta["stride"])
+    if not index:
+        return None
+    stored = np.asarray(features).astype(np.float16).astype(np.float32)
+    batch = torch.from_numpy(np.stack([stored[w] for w in index]))
+    with torch.no_grad():
+        return torch.softmax(model(batch), 1).mean(0).numpy()

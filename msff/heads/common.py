@@ -1,0 +1,123 @@
+"""The skeleton every neural head trains through: labels and splits, fit, scores, saving."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msff import cache, scores
+from msff.logs import log
+from msff.train import TrainSettings, clip_means, fit, write_provenance
+
+
+def as_settings(settings: TrainSettings | dict) -> TrainSettings:
+    """Training settings from a rule's params (a dict) or as they are."""
+    return settings if isinstance(settings, TrainSettings) else TrainSettings(**settings)
+
+
+def labels(clips: list[dict], classes: list[str]) -> list[int]:
+    """The class index of every clip."""
+    return [classes.index(c["class"]) for c in clips]
+
+
+def subset(clips: list[dict], split: str) -> list[int]:
+    """Indices of the clips of one split."""
+    return [i for i, c in enumerate(clips) if c["split"] == split]
+
+
+def save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:
+    """Write a trained model's state dict and what rebuilds it, atomically."""
+    with cache.atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+
+
+def load(path: str | Path) -> dict:
+    """A saved model: ``state_dict`` and ``meta`` (tensors only: no code is unpickled)."""
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def keep(
+    out_model,
+    out_provenance,
+    model,
+    meta,
+    config,
+    settings,
+    history,
+    started,
+    dev,
+    weights: dict,
+    extra: dict | None = None,
+) -> None:
+    """Save a trained model and write its provenance beside it."""
+    save(out_model, model, meta)
+    write_provenance(
+        out_provenance,
+        config=config or {},
+        settings=settings,
+        history=history,
+        started=started,
+        finished=time.time(),
+        weights=weights,
+        device=dev,
+        extra={"model": meta, **(extra or {})},
+    )
+
+
+def report(clips, rows, classes, name) -> None:
+    """Log the accuracy of a scores matrix on each split."""
+    for split in ("train", "val", "test"):
+        pick = subset(clips, split)
+        if pick:
+            truth = np.array(labels([clips[i] for i in pick], classes))
+            accuracy = float((rows[pick].argmax(1) == truth).mean())
+            log.info(
+                "%s: %s accuracy %.3f over %d clips (all clips; unseen ones uniform)",
+                name,
+                split,
+                accuracy,
+                len(pick),
+            )
+
+
+def write_scores(out, clips, classes, probs, owner, unseen_note, name) -> np.ndarray:
+    """Average item probabilities per clip and write the scores file of every clip."""
+    rows, seen = clip_means(probs, owner, len(clips))
+    notes = ["" if s else unseen_note for s in seen]
+    scores.write(out, [c["clip"] for c in clips], [c["split"] for c in clips], rows, classes, notes)
+    report(clips, rows, classes, name)
+    return rows
+
+
+def fit_head(model, train_set, val_set, settings, n_classes, device):
+    """Train a head on its training items (each item's label for class weighting)."""
+    if len(train_set) == 0:
+        raise ValueError("no training item: no training clip has a face / audio to learn from")
+    per_item = [train_set.labels[o] for o in train_set.owner]
+    return fit(model, train_set, val_set, settings, n_classes, device, per_item, log=log.info)
+
+
+def global_owners(dataset, idx) -> np.ndarray:
+    """Owners of a dataset built on the clips ``idx``, as indices into all clips."""
+    return np.asarray(idx, dtype=int)[dataset.owner] if len(dataset) else dataset.owner
+
+
+@torch.no_grad()
+def features(model, batches, dev) -> np.ndarray:
+    """``model.features`` of every batch, concatenated; bf16 and channels-last on a card."""
+    model.to(dev).eval()
+    cuda = dev.type == "cuda"
+    if cuda:  # what bench/stages.py times the bare backbone with on a card
+        model.to(memory_format=torch.channels_last)
+    out = []
+    with torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
+        for x in batches:
+            if cuda:  # pinned pages: the copy to the card overlaps the previous batch
+                x = x.pin_memory().to(dev, non_blocking=True)
+                if x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
+            out.append(model.features(x.to(dev)).float().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, model.fc_width), np.float32)

@@ -1,0 +1,230 @@
+"""The frame CNN of the face branch: fine-tuned on face frames, then the features it gives.
+
+finetune_cnn   a backbone of :data:`msff.registry.FRAME_BACKBONES` trained on the face
+               frames of the training clips; writes the frame-only baseline scores (the
+               mean of a clip's frame scores)
+cnn_features   its fc7 features of every found face of every clip -> a features file
+               (:mod:`msff.cache` layout), the BLSTM's input
+infer          one clip's faces -> (fc7 features, frame class probabilities), one pass
+"""
+
+from __future__ import annotations
+
+import time
+from importlib import import_module
+from pathlib import Path
+
+import h5py
+import numpy as np
+import torch
+from torch import nn
+
+from msff import cache, registry
+from msff.datasets import FaceFrames, centre_crop, found_rows
+from msff.devices import pick_device
+from msff.heads import common
+from msff.models.build import Built
+from msff.train import TrainSettings, predict
+
+
+def build(
+    backbone: str, num_classes: int, fc_width: int, weights: str | None, train_blocks: int = 0
+) -> Built:
+    """A frame backbone by its registry name, built by its module's ``build``."""
+    if backbone not in registry.FRAME_BACKBONES:
+        raise ValueError(
+            f"frame backbone {backbone!r} is not one of {sorted(registry.FRAME_BACKBONES)}"
+        )
+    module = import_module(registry.FRAME_BACKBONES[backbone])
+    return module.build(num_classes, fc_width, weights, train_blocks=train_blocks)
+
+
+class FlipAveraged(nn.Module):
+    """Test-time flip averaging: a face's features are the mean of its and its mirror's.
+
+    Faces are symmetric enough that the mirror image is another view of the same
+    expression; averaging the two views smooths out what one crop gets wrong. Scores
+    come from the averaged features (``classify``), so frame scores and BLSTM features
+    stay one pass, as without flipping.
+    """
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+        self.fc_width, self.num_classes = model.fc_width, model.num_classes
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Mean of the features of ``x`` and of ``x`` mirrored left to right."""
+        return (self.model.features(x) + self.model.features(x.flip(-1))) / 2
+
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits of (averaged) features."""
+        return self.model.classify(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits of the flip-averaged features."""
+        return self.classify(self.features(x))
+
+
+def scorer(model: nn.Module, flip_test: bool) -> nn.Module:
+    """The network that scores faces at test time: as trained, or flip-averaged."""
+    return FlipAveraged(model) if flip_test else model
+
+
+def finetune_cnn(
+    backbone: str,
+    clips: list[dict],
+    faces_h5: dict[str, str],
+    out_model: str,
+    out_provenance: str,
+    out_scores: str,
+    classes: list[str],
+    settings: TrainSettings | dict,
+    fc_width: int,
+    crop: int,
+    max_train_frames: int | None,
+    weights: str | None,
+    train_blocks: int = 0,
+    flip_test: bool = False,
+    device: str = "auto",
+    config: dict | None = None,
+) -> None:
+    """Fine-tune a frame CNN on the face frames of the training clips.
+
+    ``train_blocks``: the last blocks of a pretrained backbone that train with the fc
+    layers (0: the fc layers only, as the paper), at ``settings.backbone_lr``.
+    ``flip_test``: test-time scores and features averaged over each face and its mirror.
+    """
+    settings = common.as_settings(settings)
+    started, dev = time.time(), pick_device(device)
+    built = build(backbone, len(classes), fc_width, weights, train_blocks)
+    labels = common.labels(clips, classes)
+    paths = [faces_h5.get(c["clip"], "") for c in clips]
+
+    def frames(idx, train, limit):
+        return FaceFrames(
+            [paths[i] for i in idx],
+            [labels[i] for i in idx],
+            crop,
+            built.prepare,
+            train,
+            settings.seed,
+            limit,
+        )
+
+    train_idx = [i for i in common.subset(clips, "train") if paths[i]]
+    val_idx = [i for i in common.subset(clips, "val") if paths[i]]
+    history = common.fit_head(
+        built.model,
+        frames(train_idx, settings.augment, max_train_frames),
+        frames(val_idx, False, max_train_frames),
+        settings,
+        len(classes),
+        dev,
+    )
+    meta = dict(
+        backbone=backbone,
+        fc_width=fc_width,
+        crop=crop,
+        classes=classes,
+        weights=built.weights,
+        pretrained=built.pretrained,
+        flip_test=flip_test,
+    )
+    seen_idx = [i for i, p in enumerate(paths) if p]
+    every = frames(seen_idx, False, None)
+    probs = predict(scorer(built.model, flip_test), every, dev)
+    common.write_scores(
+        out_scores,
+        clips,
+        classes,
+        probs,
+        common.global_owners(every, seen_idx),
+        "no face found",
+        f"{backbone} frames",
+    )
+    common.keep(
+        out_model,
+        out_provenance,
+        built.model,
+        meta,
+        config,
+        settings,
+        history,
+        started,
+        dev,
+        {backbone: built.weights},
+        extra={"n_scored_frames": len(every)},
+    )
+
+
+def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
+    """A fine-tuned frame CNN from its file (the state dict holds every weight).
+
+    ``model`` is the network that scores faces: flip-averaged when it was trained so.
+    """
+    saved = common.load(model_pt)
+    meta = saved["meta"]
+    built = build(meta["backbone"], len(meta["classes"]), meta["fc_width"], None)
+    built.model.load_state_dict(saved["state_dict"])
+    built.model = scorer(built.model, meta.get("flip_test", False))
+    return built, meta
+
+
+def face_batches(path: str | None, crop: int, prepare, batch_size: int) -> list[torch.Tensor]:
+    """The clip's found faces, centre-cropped and prepared, in batches ([] when none)."""
+    rows = found_rows(path) if path else np.zeros(0, int)
+    if not len(rows):
+        return []
+    with h5py.File(path, "r") as f:
+        faces = f["faces"]
+        return [
+            prepare(centre_crop(faces[rows[i : i + batch_size]], crop))
+            for i in range(0, len(rows), batch_size)
+        ]
+
+
+def cnn_features(
+    model_pt: str,
+    clips: list[dict],
+    faces_h5: dict[str, str],
+    out: str,
+    device: str = "auto",
+    batch_size: int = 64,
+) -> None:
+    """The fc7 features of every found face of every clip, one HDF5 dataset per clip."""
+    dev = pick_device(device)
+    built, meta = rebuild(model_pt)
+    cache.write_features(
+        out,
+        dict(backbone=meta["backbone"], fc_width=meta["fc_width"], weights=meta["weights"]),
+        (
+            (
+                c["clip"],
+                common.features(
+                    built.model,
+                    face_batches(faces_h5.get(c["clip"]), meta["crop"], built.prepare, batch_size),
+                    dev,
+                ),
+            )
+            for c in clips
+        ),
+    )
+
+
+def infer(
+    model_pt: str | Path, faces_h5: str | Path, device: str = "cpu"
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """fc7 features and class probabilities of a clip's found faces, from one pass.
+
+    None when the clip has no found face.
+    """
+    dev = torch.device(device)
+    built, meta = rebuild(model_pt)
+    batches = face_batches(str(faces_h5), meta["crop"], built.prepare, 64)
+    if not batches:
+        return None
+    feats = common.features(built.model, batches, dev)
+    with torch.no_grad():
+        logits = built.model.classify(torch.from_numpy(feats).to(dev))
+    return feats, torch.softmax(logits.float(), 1).cpu().numpy()

