@@ -220,6 +220,22 @@ def test_fusion_on_seven_real_validation_clips_keeps_a_chance_model_out(held_out
     assert mean["one-se"] >= mean["best"]
 
 
+def test_two_classes_keep_the_svms_decision(speech):
+    # scikit-learn stores a binary SVC's coefficients with the sign flipped.
+    x, y, speakers = subset(speech, ["01", "02", "03", "04"])
+    keep = [i for i, label in enumerate(y) if label in ("angry", "neutral")]
+    x, y, speakers = x[keep], [y[i] for i in keep], [speakers[i] for i in keep]
+    fitted = svm.fit_svm(x, y, speakers, speech["classes"], seed=0, **SMALL_GRID)
+    x_val, _, _ = subset(speech, ["05", "06"])
+    x_val = x_val.astype(np.float64)
+    own = fitted.model.decision_function(x_val)
+    np.testing.assert_allclose(svm.decision_values(fitted.arrays, x_val)[:, 1], own, atol=1e-10)
+    scores = svm.predict_scores(fitted, x_val)
+    predicted = np.asarray(fitted.classes)[scores.argmax(axis=1)]
+    assert (predicted == fitted.model.predict(x_val)).all()
+    assert set(predicted) == {"angry", "neutral"}
+
+
 def test_columns_follow_the_given_class_order(speech):
     x, y, speakers = subset(speech, ["01", "02", "03", "04", "05", "06"])
     forward = speech["classes"]
