@@ -299,12 +299,18 @@ def predict_scores(fitted: FittedSvm, features: np.ndarray) -> np.ndarray:
     Raises
     ------
     ConfigError
-        When the features do not have the width the model was trained on.
+        When the features do not have the width the model was trained on, or the model
+        was pickled by an msff before this one (it holds no arrays).
     BadClipError
         When a row holds NaN or infinity, naming the rows.
     """
     x = _check_features(features)
-    arrays = fitted.arrays
+    arrays = getattr(fitted, "arrays", None)
+    if not arrays:
+        raise ConfigError(
+            "this SVM was fitted by an older msff (calibrated classifier, no arrays): "
+            "rerun the svm_opensmile stage"
+        )
     expected = len(arrays["mean"])
     if x.shape[1] != expected:
         raise ConfigError(f"features have {x.shape[1]} columns; the SVM was trained on {expected}")

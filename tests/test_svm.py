@@ -358,6 +358,11 @@ def test_bad_features_at_prediction(held_out):
         svm.predict_scores(fitted, broken)
     with pytest.raises(ConfigError, match=r"features of shape \(384,\)"):
         svm.predict_scores(fitted, x_val[0])
+    # A FittedSvm pickled before the arrays existed has no "arrays" attribute.
+    old = svm.FittedSvm.__new__(svm.FittedSvm)
+    old.__dict__.update({k: v for k, v in vars(fitted).items() if k != "arrays"})
+    with pytest.raises(ConfigError, match="fitted by an older msff"):
+        svm.predict_scores(old, x_val)
 
 
 def test_stage_gives_silent_and_missing_tracks_the_uniform_row(tmp_path, repo_config):
