@@ -1,11 +1,30 @@
 """The hand-crafted audio baseline: openSMILE IS09 functionals -> standardise -> RBF SVM.
 
 C and gamma are chosen by speaker-grouped cross-validation on the training clips only,
-then the SVM is refitted on all of them and its decision values are turned into class
-probabilities by Platt scaling fitted on out-of-fold decision values of the same
-speaker-grouped folds, so no speaker is both fitted and calibrated on. This is what
-``SVC(probability=True)`` did (deprecated in scikit-learn 1.9); the deprecation notice
-recommends ``CalibratedClassifierCV(SVC(), ensemble=False)``, used here with grouped folds.
+then the SVM is refitted on all of them. Its class scores are probabilities whose
+argmax is the SVM's own decision:
+
+``softmax`` (default)
+    ``softmax(beta * d)`` of the SVC's one-vs-rest decision values ``d`` (OvO votes plus a
+    confidence in (-1/3, 1/3) that breaks vote ties, scikit-learn's ``ovr`` shape), with
+    the inverse temperature ``beta`` fitted by log loss on out-of-fold decision values of
+    the same speaker-grouped folds, so no speaker is both fitted and calibrated on. The
+    SVC is built with ``break_ties=True``, so its ``predict`` is the argmax of ``d`` and
+    therefore of the probabilities.
+``sigmoid``
+    What this module did before: Platt scaling, one sigmoid per class on the out-of-fold
+    decision values, renormalised (``CalibratedClassifierCV(method="sigmoid",
+    ensemble=False)``). On RAVDESS its argmax disagreed with the SVC on about one clip in
+    eight and lost 3-5 accuracy points on unseen speakers (bench/README.md).
+``auto``
+    Whichever of the two has the higher out-of-fold accuracy, then the lower log loss,
+    each measured cross-fitted: a fold's clips are mapped by parameters fitted on the
+    other folds' out-of-fold values.
+
+Both methods' out-of-fold accuracy and log loss are recorded in ``FittedSvm.calibration_cv``
+and the provenance. Prediction needs only arrays (scaler, support vectors, dual
+coefficients, intercepts, gamma, the probability parameters): :func:`save_svm` writes
+them to HDF5 and :func:`load_svm` reads them back without unpickling anything.
 
 Scores come back with one column per class in the order of config ``labels.classes``,
 whether or not the class had training clips, so fusion can add them to the other
@@ -14,11 +33,14 @@ models' scores.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
+import h5py
 import numpy as np
-from sklearn.calibration import CalibratedClassifierCV
+from sklearn.calibration import _sigmoid_calibration
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -29,21 +51,26 @@ from msff.errors import BadClipError, ConfigError
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 GAMMA_GRID = ("scale",)
 FOLDS = 4
-# Platt scaling: one sigmoid per class on the one-vs-rest decision values, as libsvm's
-# probability=True did; isotonic needs far more clips than a speaker fold holds.
-CALIBRATION = "sigmoid"
+# softmax keeps the SVC's decision as the argmax; see the module docstring and bench/README.md.
+PROBABILITY = "softmax"
+PROBABILITY_METHODS = ("softmax", "sigmoid", "auto")
+# The inverse temperature is searched in [0, BETA_MAX]; one vote is worth at most e^50.
+BETA_MAX = 50.0
+FORMAT = "msff-svm/1"
 
 Gamma = float | str
 
 
 @dataclass
 class FittedSvm:
-    """A fitted, calibrated SVM and how it was chosen.
+    """A fitted SVM, its probability mapping, and how both were chosen.
 
     Attributes
     ----------
-    model : CalibratedClassifierCV
-        Standardiser + RBF SVC, refitted on every training clip, with its calibrators.
+    model : Pipeline or None
+        StandardScaler + RBF SVC (``break_ties=True``) refitted on every training clip;
+        ``model.predict`` is the SVC's decision. None for a model read by :func:`load_svm`
+        (prediction uses ``arrays`` only).
     classes : list of str
         Column order of :func:`predict_scores` (config ``labels.classes``).
     C, gamma : float, float or str
@@ -54,19 +81,23 @@ class FittedSvm:
     folds : int
         Number of speaker-grouped folds used for the grid search and the calibration.
     calibration : str
-        ``"grouped-cv"``: one SVC on all clips, Platt scaling on out-of-fold decision
-        values. ``"ensemble"``: a fold's training speakers lacked a class, so each fold
-        has its own SVC calibrated on its held-out speakers, and their probabilities
-        are averaged.
+        The probability method used: ``"softmax"`` or ``"sigmoid"``.
     grid : dict
         Pooled cross-validated accuracy of every ``(C, gamma)`` tried.
     n_train, n_speakers : int
         Training clips and training speakers.
     seed : int
         Seed of the speaker folds.
+    arrays : dict of str to ndarray
+        Everything :func:`predict_scores` needs: ``mean``, ``scale``, ``support_vectors``,
+        ``dual_coef``, ``intercept``, ``n_support``, ``gamma``, ``svm_classes`` and the
+        mapping's ``beta`` (softmax) or ``platt_a``/``platt_b`` (sigmoid, one per class).
+    calibration_cv : dict
+        ``softmax`` and ``sigmoid``: each method's cross-fitted out-of-fold ``accuracy``
+        and ``log_loss``; ``requested``: the ``probability`` asked for.
     """
 
-    model: CalibratedClassifierCV
+    model: Pipeline | None
     classes: list[str]
     C: float
     gamma: Gamma
@@ -77,16 +108,28 @@ class FittedSvm:
     n_train: int
     n_speakers: int
     seed: int
+    arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+    calibration_cv: dict = field(default_factory=dict)
 
     def provenance(self) -> dict:
         """Plain values that describe the fit, for a report or a provenance file."""
+        mapping = (
+            {"beta": float(self.arrays["beta"])}
+            if self.calibration == "softmax"
+            else {
+                "platt_a": self.arrays["platt_a"].tolist(),
+                "platt_b": self.arrays["platt_b"].tolist(),
+            }
+        )
         return {
-            "model": "StandardScaler + SVC(rbf)",
+            "model": "StandardScaler + SVC(rbf, break_ties=True)",
             "C": self.C,
             "gamma": self.gamma,
             "cv_accuracy": self.cv_accuracy,
             "folds": self.folds,
-            "calibration": f"{self.calibration} ({CALIBRATION})",
+            "calibration": self.calibration,
+            "calibration_parameters": mapping,
+            "calibration_cv": self.calibration_cv,
             "grid": {f"C={c} gamma={g}": acc for (c, g), acc in self.grid.items()},
             "n_train": self.n_train,
             "n_speakers": self.n_speakers,
@@ -94,10 +137,17 @@ class FittedSvm:
         }
 
 
-def svm_pipeline(C: float, gamma: Gamma, class_weight: str | None = None) -> Pipeline:
-    """Standardise each feature, then an RBF SVC (openSMILE functionals span many scales)."""
+def svm_pipeline(
+    C: float, gamma: Gamma, class_weight: str | None = None, break_ties: bool = False
+) -> Pipeline:
+    """Standardise each feature, then an RBF SVC (openSMILE functionals span many scales).
+
+    ``break_ties=True`` makes ``predict`` the argmax of the one-vs-rest decision values
+    (vote ties go to the more confident class, not the first one); :func:`fit_svm` uses it.
+    """
     return make_pipeline(
-        StandardScaler(), SVC(kernel="rbf", C=C, gamma=gamma, class_weight=class_weight)
+        StandardScaler(),
+        SVC(kernel="rbf", C=C, gamma=gamma, class_weight=class_weight, break_ties=break_ties),
     )
 
 
@@ -132,6 +182,7 @@ def fit_svm(
     gamma_grid: Sequence[Gamma] = GAMMA_GRID,
     folds: int = FOLDS,
     class_weight: str | None = None,
+    probability: str = PROBABILITY,
 ) -> FittedSvm:
     """Choose C and gamma by speaker-grouped CV, refit on all clips, calibrate.
 
@@ -155,18 +206,22 @@ def fit_svm(
         Speaker-grouped folds (at most the number of speakers).
     class_weight : {None, "balanced"}
         Passed to SVC; ``"balanced"`` weighs rare classes up.
+    probability : {"softmax", "sigmoid", "auto"}
+        How decision values become probabilities (module docstring). Both are fitted on
+        the out-of-fold decision values of the speaker folds.
 
     Returns
     -------
     FittedSvm
-        The calibrated model and the chosen C, gamma and their CV accuracy.
+        The fitted model, its probability mapping, the chosen C, gamma and their CV
+        accuracy, and the out-of-fold accuracy and log loss of the mapping(s).
 
     Raises
     ------
     ConfigError
         For mismatched lengths, a label outside ``classes``, an empty or invalid grid,
-        fewer than 2 speakers or 2 classes, or folds whose training part never holds
-        2 classes.
+        fewer than 2 speakers or 2 classes, folds whose training part never holds
+        2 classes, or an unknown ``probability``.
     """
     x = _check_features(features)
     y = np.asarray(labels, dtype=object)
@@ -188,6 +243,8 @@ def fit_svm(
     grid = _check_grid(c_grid, gamma_grid)
     if folds < 2:
         raise ConfigError(f"folds={folds} must be at least 2")
+    if probability not in PROBABILITY_METHODS:
+        raise ConfigError(f"probability={probability!r} must be one of {PROBABILITY_METHODS}")
 
     splits = speaker_folds(y, groups, folds, seed)
     # A fold whose training speakers hold one class cannot fit an SVC: leave it out.
@@ -197,19 +254,24 @@ def fit_svm(
             f"no speaker fold of {len(splits)} has 2 classes among its training speakers"
         )
 
-    scores = {params: _pooled_accuracy(x, y, usable, *params, class_weight) for params in grid}
+    svm_classes = sorted(present)  # the order of SVC.classes_
+    folded = {p: _out_of_fold(x, y, usable, *p, class_weight, svm_classes) for p in grid}
+    scores = {params: accuracy for params, (accuracy, _) in folded.items()}
     (C, gamma), cv_accuracy = max(scores.items(), key=lambda kv: kv[1])  # first of the ties
 
-    # ensemble=False needs every class in every fold's training part (the out-of-fold
-    # decision values need one column per class); otherwise calibrate fold by fold.
-    complete = all(set(y[tr]) == set(present) for tr, _ in usable) and len(usable) == len(splits)
-    model = CalibratedClassifierCV(
-        svm_pipeline(C, gamma, class_weight),
-        method=CALIBRATION,
-        cv=usable,
-        ensemble=not complete,
-    )
-    model.fit(x, y)
+    model = svm_pipeline(C, gamma, class_weight, break_ties=True).fit(x, y)
+    held = np.concatenate([test for _, test in usable])
+    decision = folded[(C, gamma)][1]
+    target = np.array([svm_classes.index(c) for c in y[held]])
+    fold_of = np.concatenate([np.full(len(test), k) for k, (_, test) in enumerate(usable)])
+
+    # Both mappings are measured (cheap: fits on one column of numbers); the requested
+    # one, or for "auto" the better one, is used.
+    compared = {m: _cross_fitted(m, decision, target, fold_of) for m in ("softmax", "sigmoid")}
+    methods = ("softmax", "sigmoid") if probability == "auto" else (probability,)
+    chosen = min(methods, key=lambda m: (-compared[m]["accuracy"], compared[m]["log_loss"]))
+    arrays = _svm_arrays(model)
+    arrays.update(_fit_mapping(chosen, decision, target))
     return FittedSvm(
         model=model,
         classes=classes,
@@ -217,36 +279,283 @@ def fit_svm(
         gamma=gamma,
         cv_accuracy=cv_accuracy,
         folds=len(splits),
-        calibration="grouped-cv" if complete else "ensemble",
+        calibration=chosen,
         grid=scores,
         n_train=len(y),
         n_speakers=len(set(groups)),
         seed=seed,
+        arrays=arrays,
+        calibration_cv={"requested": probability, **compared},
     )
 
 
 def predict_scores(fitted: FittedSvm, features: np.ndarray) -> np.ndarray:
     """Class probabilities, shape (n, len(classes)), columns in ``fitted.classes`` order.
 
-    Rows sum to 1; a class without training clips gets 0.
+    Rows sum to 1; a class without training clips gets 0. The argmax of a row is the
+    fitted SVC's decision when ``fitted.calibration`` is ``"softmax"``. Computed from
+    ``fitted.arrays`` alone, so a model read by :func:`load_svm` gives the same numbers.
 
     Raises
     ------
     ConfigError
-        When the features do not have the width the model was trained on.
+        When the features do not have the width the model was trained on, or the model
+        was pickled by an msff before this one (it holds no arrays).
     BadClipError
         When a row holds NaN or infinity, naming the rows.
     """
     x = _check_features(features)
-    expected = fitted.model.n_features_in_
+    arrays = getattr(fitted, "arrays", None)
+    if not arrays:
+        raise ConfigError(
+            "this SVM was fitted by an older msff (calibrated classifier, no arrays): "
+            "rerun the svm_opensmile stage"
+        )
+    expected = len(arrays["mean"])
     if x.shape[1] != expected:
         raise ConfigError(f"features have {x.shape[1]} columns; the SVM was trained on {expected}")
-    probabilities = fitted.model.predict_proba(x)
+    probabilities = _mapped(fitted.calibration, arrays, decision_values(arrays, x))
     scores = np.zeros((len(x), len(fitted.classes)))
-    columns = [fitted.classes.index(c) for c in fitted.model.classes_]
+    columns = [fitted.classes.index(str(c)) for c in arrays["svm_classes"]]
     scores[:, columns] = probabilities
-    # Calibrators are renormalised already; this removes float drift only.
-    return scores / scores.sum(axis=1, keepdims=True)
+    return scores
+
+
+def decision_values(arrays: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+    """One-vs-rest decision values of the stored SVC, as ``SVC.decision_function`` gives.
+
+    Shape (n, number of SVM classes); argmax is the decision of ``SVC(break_ties=True)``.
+    Computed in numpy from the scaler and the support vectors, a chunk of clips at a time.
+    """
+    z = (np.asarray(features, np.float64) - arrays["mean"]) / arrays["scale"]
+    sv = arrays["support_vectors"]
+    coef, intercept, gamma = arrays["dual_coef"], arrays["intercept"], float(arrays["gamma"])
+    ends = np.cumsum(arrays["n_support"])
+    starts = ends - arrays["n_support"]
+    n_classes = len(arrays["svm_classes"])
+    out = np.empty((len(z), n_classes))
+    # Squared distances summed from differences, as libsvm does (the |x|^2 + |y|^2 - 2xy
+    # shortcut cancels to ~1e-8 off); chunks of clips keep the difference array small.
+    step = max(1, 2**21 // max(1, sv.size))
+    for lo in range(0, len(z), step):
+        chunk = z[lo : lo + step]
+        difference = chunk[:, None, :] - sv[None, :, :]
+        kernel = np.exp(-gamma * np.einsum("nsd,nsd->ns", difference, difference))
+        if n_classes == 2:
+            # scikit-learn stores binary coefficients negated: positive means classes_[1].
+            pairs = -(kernel @ coef[0] + intercept[0])[:, None]
+        else:
+            pairs = np.empty((len(chunk), len(intercept)))
+            k = 0
+            for i in range(n_classes):
+                for j in range(i + 1, n_classes):
+                    si, sj = slice(starts[i], ends[i]), slice(starts[j], ends[j])
+                    pairs[:, k] = (
+                        kernel[:, si] @ coef[j - 1, si] + kernel[:, sj] @ coef[i, sj] + intercept[k]
+                    )
+                    k += 1
+        out[lo : lo + step] = _ovr_from_pairs(pairs, n_classes)
+    return out
+
+
+def save_svm(fitted: FittedSvm, path: str | Path) -> None:
+    """Write a fitted SVM as HDF5: numeric arrays and plain JSON attributes, no pickle.
+
+    :func:`load_svm` reads it back; its :func:`predict_scores` equals the original's
+    bit for bit.
+    """
+    meta = {
+        "format": FORMAT,
+        "classes": list(fitted.classes),
+        "C": fitted.C,
+        "gamma": fitted.gamma,
+        "cv_accuracy": fitted.cv_accuracy,
+        "folds": fitted.folds,
+        "calibration": fitted.calibration,
+        "grid": [[c, g, acc] for (c, g), acc in fitted.grid.items()],
+        "n_train": fitted.n_train,
+        "n_speakers": fitted.n_speakers,
+        "seed": fitted.seed,
+        "calibration_cv": fitted.calibration_cv,
+    }
+    with h5py.File(path, "w") as f:
+        f.attrs["meta"] = json.dumps(meta)
+        for name, value in fitted.arrays.items():
+            value = np.asarray(value)
+            if value.dtype.kind in "OUS":
+                f.create_dataset(name, data=value.astype(object), dtype=h5py.string_dtype())
+            else:
+                f.create_dataset(name, data=value)
+
+
+def load_svm(path: str | Path) -> FittedSvm:
+    """Read a model written by :func:`save_svm`; only arrays and JSON are read.
+
+    Raises
+    ------
+    ConfigError
+        When the file is not an msff SVM, or lacks an array prediction needs.
+    """
+    with h5py.File(path, "r") as f:
+        try:
+            meta = json.loads(f.attrs["meta"])
+        except KeyError:
+            raise ConfigError(f"{path}: not an msff SVM file (no meta attribute)") from None
+        if meta.get("format") != FORMAT:
+            raise ConfigError(f"{path}: format {meta.get('format')!r}, expected {FORMAT!r}")
+        arrays = {}
+        for name, dataset in f.items():
+            value = dataset[()]
+            if h5py.check_string_dtype(dataset.dtype):
+                value = np.array([v.decode() for v in value])
+            arrays[name] = value
+    needed = {"mean", "scale", "support_vectors", "dual_coef", "intercept", "n_support"}
+    needed |= {"gamma", "svm_classes"}
+    needed |= {"beta"} if meta["calibration"] == "softmax" else {"platt_a", "platt_b"}
+    missing = sorted(needed - set(arrays))
+    if missing:
+        raise ConfigError(f"{path}: arrays {missing} are missing")
+    return FittedSvm(
+        model=None,
+        classes=meta["classes"],
+        C=meta["C"],
+        gamma=meta["gamma"],
+        cv_accuracy=meta["cv_accuracy"],
+        folds=meta["folds"],
+        calibration=meta["calibration"],
+        grid={(c, g): acc for c, g, acc in meta["grid"]},
+        n_train=meta["n_train"],
+        n_speakers=meta["n_speakers"],
+        seed=meta["seed"],
+        arrays=arrays,
+        calibration_cv=meta["calibration_cv"],
+    )
+
+
+def _svm_arrays(model: Pipeline) -> dict[str, np.ndarray]:
+    scaler, svc = model.named_steps["standardscaler"], model.named_steps["svc"]
+    return {
+        "mean": scaler.mean_.copy(),
+        "scale": scaler.scale_.copy(),
+        "support_vectors": svc.support_vectors_.copy(),
+        "dual_coef": svc.dual_coef_.copy(),
+        "intercept": svc.intercept_.copy(),
+        "n_support": svc.n_support_.astype(np.int64),
+        # The numeric gamma "scale"/"auto" resolved to (scikit-learn keeps it as _gamma).
+        "gamma": np.float64(svc._gamma),
+        "svm_classes": np.array([str(c) for c in svc.classes_]),
+    }
+
+
+def _ovr_from_pairs(pairs: np.ndarray, n_classes: int) -> np.ndarray:
+    """Votes plus a confidence in (-1/3, 1/3), scikit-learn's OvO -> OvR transform.
+
+    ``pairs[:, k]`` is the decision value of pair k = (i, j), i < j, positive for i.
+    """
+    if n_classes == 2:
+        d = pairs[:, 0]
+        return np.stack([d, -d], axis=1)
+    votes = np.zeros((len(pairs), n_classes))
+    confidence = np.zeros((len(pairs), n_classes))
+    k = 0
+    for i in range(n_classes):
+        for j in range(i + 1, n_classes):
+            confidence[:, i] += pairs[:, k]
+            confidence[:, j] -= pairs[:, k]
+            votes[:, i] += pairs[:, k] >= 0
+            votes[:, j] += pairs[:, k] < 0
+            k += 1
+    return votes + confidence / (3 * (np.abs(confidence) + 1))
+
+
+def _ovr_columns(decision: np.ndarray) -> np.ndarray:
+    """``SVC.decision_function`` as (n, classes); a binary SVC's single column made two."""
+    decision = np.asarray(decision, np.float64)
+    if decision.ndim == 1:  # positive means classes_[1]
+        return np.stack([-decision, decision], axis=1)
+    return decision
+
+
+def _softmax(logits: np.ndarray) -> np.ndarray:
+    """Row softmax; NaN logits (a class the fold never saw) get probability 0."""
+    logits = np.where(np.isnan(logits), -np.inf, logits)
+    shifted = logits - logits.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def _fit_beta(decision: np.ndarray, target: np.ndarray) -> float:
+    """Inverse temperature minimising the log loss of ``softmax(beta * decision)``.
+
+    The loss is convex in beta (a log-sum-exp of linear functions minus a linear one),
+    so a golden-section search on [0, BETA_MAX] finds its minimum.
+    """
+    rows = np.isfinite(decision[np.arange(len(target)), target])
+    decision, target = decision[rows], target[rows]
+    if not len(target):
+        return 1.0
+
+    def loss(beta: float) -> float:
+        return _log_loss(_softmax(beta * decision), target)
+
+    lo, hi = 0.0, BETA_MAX
+    ratio = (np.sqrt(5) - 1) / 2
+    a, b = hi - ratio * (hi - lo), lo + ratio * (hi - lo)
+    fa, fb = loss(a), loss(b)
+    while hi - lo > 1e-6:
+        if fa <= fb:
+            hi, b, fb = b, a, fa
+            a = hi - ratio * (hi - lo)
+            fa = loss(a)
+        else:
+            lo, a, fa = a, b, fb
+            b = lo + ratio * (hi - lo)
+            fb = loss(b)
+    return float((lo + hi) / 2)
+
+
+def _fit_mapping(method: str, decision: np.ndarray, target: np.ndarray) -> dict:
+    """The probability mapping's parameters, fitted on out-of-fold decision values."""
+    if method == "softmax":
+        return {"beta": np.float64(_fit_beta(decision, target))}
+    n_classes = decision.shape[1]
+    a, b = np.zeros(n_classes), np.zeros(n_classes)
+    for k in range(n_classes):
+        rows = np.isfinite(decision[:, k])
+        if rows.any():
+            a[k], b[k] = _sigmoid_calibration(decision[rows, k], target[rows] == k)
+    return {"platt_a": a, "platt_b": b}
+
+
+def _mapped(method: str, arrays: dict, decision: np.ndarray) -> np.ndarray:
+    """Probabilities from decision values (rows sum to 1)."""
+    if method == "softmax":
+        return _softmax(float(arrays["beta"]) * decision)
+    # Platt: p_k = 1 / (1 + exp(a_k d_k + b_k)), renormalised as CalibratedClassifierCV does.
+    # A class the fold's SVC never saw (NaN) gets 0.
+    p = 1 / (1 + np.exp(arrays["platt_a"] * np.nan_to_num(decision) + arrays["platt_b"]))
+    p = np.where(np.isnan(decision), 0.0, p)
+    total = p.sum(axis=1, keepdims=True)
+    uniform = np.full_like(p, 1 / p.shape[1])
+    return np.where(total > 0, p / np.where(total > 0, total, 1), uniform)
+
+
+def _cross_fitted(method: str, decision, target, fold_of) -> dict[str, float]:
+    """Accuracy and log loss of ``method`` on each fold, mapped by the other folds' fit."""
+    probabilities = np.zeros_like(decision)
+    for k in np.unique(fold_of):
+        other, this = fold_of != k, fold_of == k
+        params = _fit_mapping(method, decision[other], target[other])
+        probabilities[this] = _mapped(method, params, decision[this])
+    return {
+        "accuracy": float((probabilities.argmax(1) == target).mean()),
+        "log_loss": _log_loss(probabilities, target),
+    }
+
+
+def _log_loss(probabilities: np.ndarray, target: np.ndarray) -> float:
+    true = probabilities[np.arange(len(target)), target]
+    return float(-np.log(np.clip(true, 1e-15, None)).mean())
 
 
 def _check_features(features: np.ndarray) -> np.ndarray:
@@ -273,11 +582,20 @@ def _check_grid(c_grid: Sequence[float], gamma_grid: Sequence[Gamma]) -> list:
     return [(float(c), g if isinstance(g, str) else float(g)) for c in c_grid for g in gamma_grid]
 
 
-def _pooled_accuracy(x, y, splits, C: float, gamma: Gamma, class_weight) -> float:
-    """Share of held-out clips the SVC classifies right, over all folds together."""
+def _out_of_fold(x, y, splits, C: float, gamma: Gamma, class_weight, classes) -> tuple:
+    """Pooled held-out accuracy of the SVC and its out-of-fold decision values.
+
+    The values have one column per entry of ``classes`` (NaN where a fold's training
+    speakers lacked the class), rows in the order of the folds' test parts.
+    """
     correct = total = 0
+    decision = []
     for train, test in splits:
-        model = svm_pipeline(C, gamma, class_weight).fit(x[train], y[train])
+        model = svm_pipeline(C, gamma, class_weight, break_ties=True).fit(x[train], y[train])
         correct += int((model.predict(x[test]) == y[test]).sum())
         total += len(test)
-    return correct / total
+        values = np.full((len(test), len(classes)), np.nan)
+        columns = [classes.index(c) for c in model.classes_]
+        values[:, columns] = _ovr_columns(model.decision_function(x[test]))
+        decision.append(values)
+    return correct / total, np.concatenate(decision)

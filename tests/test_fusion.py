@@ -1,3 +1,5 @@
+import tracemalloc
+
 import numpy as np
 import pytest
 
@@ -47,6 +49,100 @@ def test_ties_go_to_fewer_models():
     also_perfect = one_hot_scores(labels, 3, 0.7)
     result = fusion.search([also_perfect, perfect], labels, step=0.1)
     np.testing.assert_array_equal(result.weights, [0, 1])  # one model, the surer one
+
+
+def reference_search(scores, labels, step):
+    """The search before it was chunked: the whole (grid, clips, classes) array at once."""
+    stack = np.stack(scores)
+    grid = fusion.simplex_grid(len(stack), step)
+    fused = np.einsum("gm,mnc->gnc", grid, stack)
+    accuracy = (fused.argmax(2) == labels).mean(1)
+    true_prob = fused[:, np.arange(len(labels)), labels].mean(1)
+    return grid[np.lexsort((-true_prob, (grid > 0).sum(1), -accuracy))[0]]
+
+
+def random_case(rng):
+    n_models, n_clips, n_classes = rng.integers(1, 5), rng.integers(3, 40), rng.integers(2, 8)
+    scores = [rng.dirichlet(np.ones(n_classes), n_clips) for _ in range(n_models)]
+    if rng.random() < 0.5:  # coarse scores: many exact ties between weight vectors
+        scores = [np.round(s, 1) for s in scores]
+    return scores, rng.integers(0, n_classes, n_clips), [0.5, 0.25, 0.1, 0.05][rng.integers(4)]
+
+
+def test_chunked_search_equals_the_whole_grid(rng):
+    for case in range(100):
+        scores, labels, step = random_case(rng)
+        whole = fusion.search(scores, labels, step, rule="best", chunk_elements=2**40)
+        assert whole.weights.tolist() == reference_search(scores, labels, step).tolist()
+        size = scores[0].size  # chunks of 1 (a few cases: slow), 7 and 100 weight vectors
+        for rows in (1, 7, 100) if case < 10 else (7, 100):
+            for rule in ("best", "one-se"):
+                a = fusion.search(scores, labels, step, rule=rule, chunk_elements=rows * size)
+                b = fusion.search(scores, labels, step, rule=rule, chunk_elements=2**40)
+                assert a.weights.tolist() == b.weights.tolist()
+                assert (a.accuracy, a.mean_true_prob, a.tolerance) == (
+                    b.accuracy,
+                    b.mean_true_prob,
+                    b.tolerance,
+                )
+    grid = np.concatenate(list(fusion.grid_chunks(4, 1 / 42, 1000)))
+    np.testing.assert_array_equal(grid, fusion.simplex_grid(4, 1 / 42))
+
+
+def test_nine_models_search_in_bounded_memory(rng):
+    labels = rng.integers(0, 7, 100)
+    scores = [rng.dirichlet(np.ones(7), 100) for _ in range(9)]
+    n_grid = len(fusion.simplex_grid(9, 0.1))
+    assert n_grid == 43758  # C(18, 8)
+    whole_mb = n_grid * 100 * 7 * 8 / 2**20  # what the unchunked search allocated: 234 MB
+    tracemalloc.start()
+    try:
+        result = fusion.search(scores, labels, step=0.1)
+        peak_mb = tracemalloc.get_traced_memory()[1] / 2**20
+    finally:
+        tracemalloc.stop()
+    print(f"\n9 models, step 0.1, 100 clips: peak {peak_mb:.1f} MB (whole grid {whole_mb:.0f} MB)")
+    assert peak_mb < 64 < whole_mb / 3
+    np.testing.assert_allclose(result.weights.sum(), 1)
+    assert result.accuracy >= max((s.argmax(1) == labels).mean() for s in scores)
+
+
+def seven_clips_and_a_lucky_model():
+    """MEAD's shape: 7 validation clips; model A right on 6, model B at chance except that
+    it is surely right on A's one miss, so a mixture wins that clip."""
+    labels = np.arange(7)
+    a = one_hot_scores(labels, 7, 0.5)
+    a[6] = [0.4, 0.06, 0.06, 0.06, 0.06, 0.06, 0.3]  # A's miss: true class 6 second
+    b = one_hot_scores((labels + 3) % 7, 7, 0.9)  # confidently wrong ...
+    b[6] = one_hot_scores([6], 7, 0.9)[0]  # ... except on clip 6
+    return [a, b], labels
+
+
+def test_one_se_rule_keeps_a_lucky_model_out_of_a_tiny_validation_set():
+    scores, labels = seven_clips_and_a_lucky_model()
+    best = fusion.search(scores, labels, step=0.05, rule="best")
+    assert best.accuracy == 1.0 and best.weights[1] > 0  # 7/7 by giving B weight
+    shrunk = fusion.search(scores, labels, step=0.05, rule="one-se")
+    np.testing.assert_array_equal(shrunk.weights, [1, 0])  # A alone: 6/7, within one clip
+    assert shrunk.accuracy == pytest.approx(6 / 7) and shrunk.best_accuracy == 1.0
+    assert shrunk.tolerance == 1.0 and shrunk.rule == "one-se" and shrunk.n_clips == 7
+    # "auto": the one-SE rule below min_clips validation clips, today's search from it on.
+    assert fusion.search(scores, labels, 0.05).weights.tolist() == [1, 0]
+    assert (
+        fusion.search(scores, labels, 0.05, min_clips=7).weights.tolist() == best.weights.tolist()
+    )
+    with pytest.raises(ValueError, match="rule='median' must be one of"):
+        fusion.search(scores, labels, 0.05, rule="median")
+
+
+def test_one_se_rule_never_falls_below_the_best_single_model(rng):
+    for _ in range(100):
+        scores, labels, step = random_case(rng)
+        result = fusion.search(scores, labels, step, rule="one-se")
+        single = max((s.argmax(1) == labels).mean() for s in scores)
+        assert result.accuracy >= single
+        assert result.accuracy >= result.best_accuracy - result.tolerance / len(labels) - 1e-12
+        assert result.tolerance >= 1
 
 
 def test_cross_validation_holds_out_speakers():
