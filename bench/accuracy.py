@@ -116,6 +116,8 @@ def main() -> None:
             folds=args.folds,
             fusion_step=changed["fusion"]["step"],
             device="cpu",
+            fusion_rule=changed["fusion"]["rule"],
+            fusion_min_clips=changed["fusion"]["min_clips"],
         )
         metrics.insert(0, "variant", name)
         metrics["minutes"] = metrics["seconds"] / 60

@@ -86,6 +86,8 @@ def run(
     folds: int,
     fusion_step: float,
     device: str = "auto",
+    fusion_rule: str = "auto",
+    fusion_min_clips: int = fusion.SMALL_VALIDATION,
 ) -> pd.DataFrame:
     """Cross-validate the face models over ``records``; returns the metrics table.
 
@@ -183,7 +185,13 @@ def run(
                 for i in np.flatnonzero(test):
                     notes[name][i] = table["note"].iloc[i]
         with _timer(seconds, "face_fusion"):
-            chosen = fusion.search([fold_scores[m][val] for m in trained], truth[val], fusion_step)
+            chosen = fusion.search(
+                [fold_scores[m][val] for m in trained],
+                truth[val],
+                fusion_step,
+                fusion_rule,
+                fusion_min_clips,
+            )
             oof["face_fusion"][test] = fusion.fuse(
                 [fold_scores[m][test] for m in trained], chosen.weights
             )

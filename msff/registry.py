@@ -82,7 +82,7 @@ AUDIO_CNN = Model(
     ("vgg19_audio_cnn.pt", "vgg19_blstm_audio.pt"),
     ("msff.heads.audio_cnn", "msff.heads.blstm"),
 )
-SVM = Model("opensmile_svm", "svm", OPENSMILE, ("opensmile_svm.pkl",), ("msff.heads.svm",))
+SVM = Model("opensmile_svm", "svm", OPENSMILE, ("opensmile_svm.h5",), ("msff.heads.svm",))
 # config ``models`` switch -> the model it turns on
 SWITCHED = {"zeroshot": ZEROSHOT, "c3d": C3D, "audio_cnn": AUDIO_CNN, "opensmile_svm": SVM}
 

@@ -401,7 +401,7 @@ def test_stage_gives_silent_and_missing_tracks_the_uniform_row(tmp_path, repo_co
         features,
         out,
         tmp_path / "m.json",
-        tmp_path / "m.pkl",
+        tmp_path / "m.h5",
         classes,
         0,
         c_grid=[3.0],

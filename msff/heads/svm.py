@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import pickle
 import time
 from pathlib import Path
 
@@ -91,15 +90,15 @@ def svm_opensmile(
         **fitted.provenance(),
     }
     cache.write_text(out_model, json.dumps(record, indent=2, default=str))
-    # The fitted model itself, for `python -m msff predict` (scikit-learn objects pickle).
-    with cache.atomic_path(out_fitted) as tmp, open(tmp, "wb") as f:
-        pickle.dump(fitted, f)
+    # The fitted model itself, for `python -m msff predict`: arrays and JSON in HDF5, so a
+    # results folder from someone else cannot run code when it is read (no pickle).
+    with cache.atomic_path(out_fitted) as tmp:
+        svm.save_svm(fitted, tmp)
 
 
 def load(fitted_path: str | Path) -> svm.FittedSvm:
-    """The fitted SVM that ``svm_opensmile`` wrote."""
-    with open(fitted_path, "rb") as f:
-        return pickle.load(f)  # our own file, written by the workflow's svm_opensmile
+    """The fitted SVM that ``svm_opensmile`` wrote (arrays only: nothing is unpickled)."""
+    return svm.load_svm(fitted_path)
 
 
 def infer(fitted: svm.FittedSvm, opensmile_h5: str | Path) -> np.ndarray | None:

@@ -58,27 +58,42 @@ def fuse(
     out_weights: str,
     out_scores: str,
     out_predictions: str,
+    rule: str = "auto",
+    min_clips: int = fusion.SMALL_VALIDATION,
 ) -> dict:
-    """Search the weights on validation, fuse every clip, predict the test clips."""
+    """Search the weights on validation, fuse every clip, predict the test clips.
+
+    ``rule`` and ``min_clips``: how the grid's winner is chosen (:func:`msff.fusion.search`).
+    """
     matrices = load_scores(score_paths, clips, classes)
     names = list(matrices)
     truth, val = _truth(clips, classes), _split(clips, "val")
     if not val.any():
         raise ValueError("fuse: the sheet has no validation clip to search the weights on")
-    result = fusion.search([matrices[n][val] for n in names], truth[val], step)
+    result = fusion.search([matrices[n][val] for n in names], truth[val], step, rule, min_clips)
     single = {n: float((matrices[n][val].argmax(1) == truth[val]).mean()) for n in names}
     record = {
         "models": names,
         "weights": dict(zip(names, result.weights.round(6).tolist(), strict=True)),
         "val_accuracy": result.accuracy,
         "val_accuracy_per_model": single,
+        "rule": result.rule,
+        "tolerance": result.tolerance,
+        "best_val_accuracy": result.best_accuracy,
         "step": step,
         "n_val_clips": int(val.sum()),
     }
     if cv_folds > 1:
         groups = [clips[i]["speaker"] for i in np.flatnonzero(val)]
         record["cross_validation"] = fusion.cross_validate(
-            [matrices[n][val] for n in names], truth[val], groups, cv_folds, step, seed
+            [matrices[n][val] for n in names],
+            truth[val],
+            groups,
+            cv_folds,
+            step,
+            seed,
+            rule,
+            min_clips,
         )
     log.info(
         "fusion weights %s: val accuracy %.3f (best single model %.3f)",
@@ -134,6 +149,8 @@ def evaluate_all(
     out_table1: str,
     out_table2: str,
     out_confusion_dir: str,
+    rule: str = "auto",
+    min_clips: int = fusion.SMALL_VALIDATION,
 ) -> None:
     """Write Table 1, Table 2 and the confusion matrices (see the module docstring)."""
     matrices = load_scores(score_paths, clips, classes)
@@ -163,7 +180,9 @@ def evaluate_all(
     subsets = []
     for k in range(1, len(fused_models) + 1):
         for subset in combinations(fused_models, k):
-            result = fusion.search([matrices[m][val] for m in subset], truth[val], step)
+            result = fusion.search(
+                [matrices[m][val] for m in subset], truth[val], step, rule, min_clips
+            )
             fused = fusion.fuse([matrices[m] for m in subset], result.weights).argmax(1)
             subsets.append(
                 {

@@ -106,7 +106,7 @@ def compare_class_weighting(
                 opensmile_h5,
                 out,
                 work / "opensmile_svm.json",
-                work / "opensmile_svm.pkl",
+                work / "opensmile_svm.h5",
                 classes,
                 **flipped["svm"],
             )

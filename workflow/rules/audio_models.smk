@@ -5,7 +5,7 @@ rule svm_opensmile:
     output:
         scores="results/scores/opensmile_svm.tsv",
         model="results/models/opensmile_svm.json",
-        fitted="results/models/opensmile_svm.pkl",
+        fitted="results/models/opensmile_svm.h5",
     log:
         "logs/svm_opensmile.log",
     benchmark:

@@ -38,6 +38,6 @@ rule crossval:
         c3d=config["models"]["c3d"],
         weights=config["weights"],
         folds=config["crossval"]["folds"],
-        step=config["fusion"]["step"],
+        fusion=config["fusion"],
     script:
         "../scripts/crossval.py"

@@ -17,5 +17,7 @@ run(
     c3d=snakemake.params.c3d,
     weights=snakemake.params.weights,
     folds=snakemake.params.folds,
-    fusion_step=snakemake.params.step,
+    fusion_step=snakemake.params.fusion["step"],
+    fusion_rule=snakemake.params.fusion["rule"],
+    fusion_min_clips=snakemake.params.fusion["min_clips"],
 )

@@ -13,5 +13,7 @@ evaluate_all(
     out_table1=snakemake.output.table1,
     out_table2=snakemake.output.table2,
     out_confusion_dir=snakemake.output.confusion,
+    rule=snakemake.params.fusion["rule"],
+    min_clips=snakemake.params.fusion["min_clips"],
 )
 print(f"evaluation: {snakemake.output.table1}, {snakemake.output.table2}", file=console)

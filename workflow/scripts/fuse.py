@@ -10,6 +10,8 @@ record = fuse(
     snakemake.params.classes,
     step=settings["step"],
     cv_folds=settings["cv_folds"],
+    rule=settings["rule"],
+    min_clips=settings["min_clips"],
     seed=snakemake.params.seed,
     out_weights=snakemake.output.weights,
     out_scores=snakemake.output.scores,
