@@ -97,6 +97,7 @@ def finetune_cnn(
     """
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
+    torch.manual_seed(settings.seed)  # the new fc layers' initial weights, too
     built = build(backbone, len(classes), fc_width, weights, train_blocks)
     labels = common.labels(clips, classes)
     paths = [faces_h5.get(c["clip"], "") for c in clips]
