@@ -29,6 +29,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from msff import cache, evaluate, fusion, scores
+from msff.errors import ConfigError
 from msff.heads import zeroshot
 from msff.heads.blstm import train_blstm
 from msff.heads.c3d import train_c3d
@@ -41,7 +42,7 @@ def assign_folds(records: list[dict], classes: list[str], k: int, seed: int) -> 
     labels = np.array([classes.index(r["class"]) for r in records])
     groups = np.array([r["speaker"] for r in records])
     if len(set(groups)) < k:
-        raise ValueError(f"{k} folds need at least {k} subjects, the sheet has {len(set(groups))}")
+        raise ConfigError(f"{k} folds need at least {k} subjects, the sheet has {len(set(groups))}")
     fold = np.full(len(records), -1)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     for i, (_, held) in enumerate(splitter.split(labels, labels, groups)):

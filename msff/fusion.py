@@ -35,6 +35,8 @@ from itertools import combinations, islice
 
 import numpy as np
 
+from msff.errors import ConfigError
+
 RULES = ("best", "one-se", "auto")
 SMALL_VALIDATION = 20
 # Fused scores of a chunk of weight vectors hold at most this many floats (16 MB).
@@ -194,7 +196,7 @@ def cross_validate(
     stack = [np.asarray(s, float) for s in scores]
     n_groups = len(set(groups))
     if n_groups < folds:
-        raise ValueError(f"{folds} folds need at least {folds} speakers, got {n_groups}")
+        raise ConfigError(f"{folds} folds need at least {folds} speakers, got {n_groups}")
     splitter = GroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     out = []
     for k, (fit_idx, held_idx) in enumerate(splitter.split(labels, labels, groups)):

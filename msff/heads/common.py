@@ -9,6 +9,7 @@ import numpy as np
 import torch
 
 from msff import cache, scores
+from msff.errors import ConfigError
 from msff.logs import log
 from msff.train import TrainSettings, clip_means, fit, write_provenance
 
@@ -95,7 +96,7 @@ def write_scores(out, clips, classes, probs, owner, unseen_note, name) -> np.nda
 def fit_head(model, train_set, val_set, settings, n_classes, device):
     """Train a head on its training items (each item's label for class weighting)."""
     if len(train_set) == 0:
-        raise ValueError("no training item: no training clip has a face / audio to learn from")
+        raise ConfigError("no training item: no training clip has a face / audio to learn from")
     per_item = [train_set.labels[o] for o in train_set.owner]
     return fit(model, train_set, val_set, settings, n_classes, device, per_item, log=log.info)
 

@@ -22,6 +22,7 @@ from torch import nn
 from msff import cache, registry
 from msff.datasets import FaceFrames, centre_crop, found_rows
 from msff.devices import pick_device
+from msff.errors import ConfigError
 from msff.heads import common
 from msff.models.build import Built
 from msff.train import TrainSettings, predict
@@ -32,7 +33,7 @@ def build(
 ) -> Built:
     """A frame backbone by its registry name, built by its module's ``build``."""
     if backbone not in registry.FRAME_BACKBONES:
-        raise ValueError(
+        raise ConfigError(
             f"frame backbone {backbone!r} is not one of {sorted(registry.FRAME_BACKBONES)}"
         )
     module = import_module(registry.FRAME_BACKBONES[backbone])

@@ -10,6 +10,7 @@ import h5py
 import numpy as np
 
 from msff import cache, scores, svm
+from msff.errors import ConfigError
 from msff.logs import log
 
 
@@ -52,7 +53,7 @@ def svm_opensmile(
     heard = np.array([x is not None for x in features])
     train = heard & np.array([c["split"] == "train" for c in clips])
     if not train.any():
-        raise ValueError("svm_opensmile: no training clip with usable audio")
+        raise ConfigError("svm_opensmile: no training clip with usable audio")
     x_train = np.stack([features[i] for i in np.flatnonzero(train)])
     fitted = svm.fit_svm(
         x_train,

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from msff import cache, evaluate, fusion, scores
+from msff.errors import ConfigError
 from msff.stages import log
 
 SPLITS = ("train", "val", "test")
@@ -35,7 +36,7 @@ def load_scores(paths: dict[str, str], clips: list[dict], classes: list[str]) ->
         table = scores.read(path, classes)
         missing = sorted(set(ids) - set(table.index))
         if missing:
-            raise ValueError(f"{path}: no row for clips {missing[:5]}")
+            raise ConfigError(f"{path}: no row for clips {missing[:5]}")
         out[name] = table.loc[ids, classes].to_numpy(float)
     return out
 
@@ -69,7 +70,7 @@ def fuse(
     names = list(matrices)
     truth, val = _truth(clips, classes), _split(clips, "val")
     if not val.any():
-        raise ValueError("fuse: the sheet has no validation clip to search the weights on")
+        raise ConfigError("fuse: the sheet has no validation clip to search the weights on")
     result = fusion.search([matrices[n][val] for n in names], truth[val], step, rule, min_clips)
     single = {n: float((matrices[n][val].argmax(1) == truth[val]).mean()) for n in names}
     record = {
