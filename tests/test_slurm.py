@@ -289,6 +289,7 @@ def slurm_run(cluster, tmp_path_factory):
     sheet.to_csv(work / "clips.tsv", sep="\t", index=False)
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["samples"] = str(work / "clips.tsv")
+    config["class_weighting"] = True  # its rule too (off by default: it trains every head twice)
     (work / "config.yaml").write_text(yaml.safe_dump(config))
 
     env = dict(cluster.env, MSFF_SLURM_PARTITION=PARTITION, MSFF_SLURM_GPUS="0")  # no cards
