@@ -8,6 +8,11 @@ import msff.config
 import msff.sheet
 from msff.codedeps import module_files
 
+# The conda environment's post-deploy script (envs/msff.post-deploy.sh) installs msff from
+# here: Snakemake runs a copy of it from the working directory, which may be elsewhere (-d).
+# Set, not read, so not an `envvars:` (which the user would have to define).
+os.environ.update(MSFF_REPO=str(Path(workflow.basedir).resolve()))
+
 validate(config, schema=msff.config.schema_path("config"))
 msff.config.check_label_map(config["labels"])
 PRESET = msff.config.preset(config)
