@@ -8,7 +8,11 @@ an excluded one) come from the real stages. Each figure must show what those fil
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -22,7 +26,7 @@ from msff.stages.fuse import evaluate_all, fuse
 from msff.stages.media import extract_audio, extract_frames
 from msff.stages.qc import qc_table
 
-from .conftest import CKPLUS
+from .conftest import CKPLUS, REPO
 from .test_checkpoint import SETTINGS, caches, datasets, run  # noqa: F401 - caches: fixture
 
 CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
@@ -177,3 +181,43 @@ def test_fusion_weights_and_qc_overview(outputs):
         "missing: error: audio: clip missing: " in text and "calm: excluded: calm dropped" in text
     )
     assert max(len(line) for line in text.splitlines()) <= 90
+
+
+def test_rule_plots_draws_the_figures_into_the_report(outputs, tmp_path):
+    """The plots rule on the files above (its upstream rules not run: --allowed-rules)."""
+    work = tmp_path / "work"
+    for name in ("fer2013_cnn", "fer2013_blstm", "c3d", "vgg19_audio_cnn", "vgg19_blstm_audio"):
+        path = work / "results" / "models" / f"{name}.json"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(outputs["provenance"]["tiny_a"], path)
+    for key, target in (
+        ("table1", "evaluation/table1.tsv"),
+        ("weights", "fusion/weights.json"),
+        ("qc", "qc.tsv"),
+    ):
+        (work / "results" / target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(outputs[key], work / "results" / target)
+    names = ("training_curves", "class_recall", "fusion_weights", "qc")
+    figures = [f"results/plots/{name}.png" for name in names]
+    base = [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "-s",
+        str(REPO / "Snakefile"),
+        "-d",
+        str(work),
+        "--configfile",
+        str(REPO / "config.yaml"),
+        "--allowed-rules",
+        "plots",
+    ]
+    config = ["--config", f"samples={REPO / 'demo' / 'clips.tsv'}"]
+    for args in (["--cores", "1", *figures], ["--report", str(work / "report.html"), *figures]):
+        proc = subprocess.run([*base, *args, *config], capture_output=True, text=True, cwd=work)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    for figure in figures:
+        drawn(work / figure)
+    html = (work / "report.html").read_text()
+    for figure in figures:
+        assert f"filename={Path(figure).name}" in html, figure

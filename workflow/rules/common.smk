@@ -156,6 +156,21 @@ def weighting_features():
     return features
 
 
+def provenance_files():
+    """Model name -> provenance JSON (with its training history) of every neural model."""
+    models = config["models"]
+    files = {}
+    for backbone in models["face_backbones"]:
+        files[f"{backbone}_cnn"] = f"results/models/{backbone}_cnn.json"
+        files[f"{backbone}_blstm"] = f"results/models/{backbone}_blstm.json"
+    if models["c3d"]:
+        files["c3d"] = "results/models/c3d.json"
+    if models["audio_cnn"]:
+        files["vgg19_audio_cnn"] = "results/models/vgg19_audio_cnn.json"
+        files["vgg19_blstm_audio"] = "results/models/vgg19_blstm_audio.json"
+    return files
+
+
 def model_scores():
     return [f"results/scores/{name}.tsv" for name in model_names()]
 
@@ -182,6 +197,10 @@ def get_final_output():
         "results/evaluation/table1.tsv",
         "results/evaluation/table2.tsv",
         "results/evaluation/class_weighting.tsv",
+        "results/plots/training_curves.png",
+        "results/plots/class_recall.png",
+        "results/plots/fusion_weights.png",
+        "results/plots/qc.png",
     ]
     if config["fusion"]["submission"]:
         outputs.append("results/submission")
