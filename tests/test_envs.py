@@ -3,6 +3,7 @@
 import os
 import re
 import subprocess
+import sys
 import tomllib
 from pathlib import Path
 
@@ -104,6 +105,8 @@ def snakemake_elsewhere(work: Path, fake_conda: Path, *args: str) -> subprocess.
     env.pop("MSFF_REPO", None)
     return subprocess.run(
         [
+            sys.executable,
+            "-m",
             "snakemake",
             "-s",
             str(REPO / "Snakefile"),
