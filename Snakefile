@@ -28,6 +28,7 @@ include: "workflow/rules/audio_models.smk"
 include: "workflow/rules/fuse.smk"
 include: "workflow/rules/class_weighting.smk"
 include: "workflow/rules/crossval.smk"
+include: "workflow/rules/plots.smk"
 
 
 rule all:

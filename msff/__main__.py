@@ -1,4 +1,4 @@
-"""Command line: ``python -m msff build-sheet ...``."""
+"""Command line: ``msff build-sheet ...`` and ``msff predict ...`` (or ``python -m msff``)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,25 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
+import msff
 from msff import sheet
 from msff.errors import MsffError
+
+DESCRIPTION = """\
+MSFF video emotion recognition (Lu et al., ICMI 2018): seven classes (angry, disgust,
+fear, happy, sad, surprise, neutral) from the faces and speech of short clips.
+
+The workflow itself runs with Snakemake from the repository's root (`snakemake --cores 2`);
+this command prepares its input and uses its trained models."""
+
+EPILOG = """\
+examples:
+  a clip sheet from RAVDESS file names, speakers split 60/20/20 at random (seeded):
+    msff build-sheet /data/RAVDESS --names --out clips.tsv
+  predict new clips with the models and fusion weights of a finished workflow run:
+    msff predict new_clips/ --results results --config config.yaml
+
+`msff COMMAND --help` lists a command's options; README.md documents the workflow."""
 
 
 def build_sheet(args: argparse.Namespace) -> None:
@@ -97,8 +114,14 @@ def predict(args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``python -m msff`` and the ``msff`` command."""
-    parser = argparse.ArgumentParser(prog="msff", description=__doc__)
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = argparse.ArgumentParser(
+        prog="msff",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"msff {msff.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, title="commands")
     p = sub.add_parser("build-sheet", help=build_sheet.__doc__)
     p.add_argument(
         "sources",

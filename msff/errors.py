@@ -22,3 +22,7 @@ class BadClipError(MsffError):
 
 class WeightsError(MsffError):
     """A pretrained weight file is missing or does not fit the model."""
+
+
+class TrainingError(MsffError):
+    """Training went wrong in a way more epochs cannot mend (a loss that is NaN or infinite)."""

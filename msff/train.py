@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import copy
 import json
+import math
+import pickle
 import random
 import subprocess
 import time
@@ -22,6 +24,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from msff import cache
+from msff.errors import TrainingError
 
 
 @dataclass(frozen=True)
@@ -117,6 +120,68 @@ def param_groups(model: nn.Module, settings: TrainSettings) -> list[dict]:
     return groups
 
 
+def _dataset_rngs(*datasets: Dataset | None) -> list[np.random.Generator | None]:
+    """The numpy Generator each dataset augments with (``dataset.rng``), None where none."""
+    rngs = []
+    for dataset in datasets:
+        while dataset is not None and not hasattr(dataset, "rng") and hasattr(dataset, "dataset"):
+            dataset = dataset.dataset  # a Subset: its dataset draws
+        rng = getattr(dataset, "rng", None)
+        rngs.append(rng if isinstance(rng, np.random.Generator) else None)
+    return rngs
+
+
+def _rng_states(loader: DataLoader, rngs, device: torch.device) -> dict:
+    name, key, pos, has_gauss, gauss = np.random.get_state()
+    states = {
+        "python": random.getstate(),
+        "numpy": (name, torch.from_numpy(key.astype(np.int64)), pos, has_gauss, gauss),
+        "torch": torch.get_rng_state(),
+        "loader": loader.generator.get_state(),
+        "datasets": [None if rng is None else rng.bit_generator.state for rng in rngs],
+    }
+    if device.type == "cuda":
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    return states
+
+
+def _set_rng_states(states: dict, loader: DataLoader, rngs, device: torch.device) -> None:
+    random.setstate(states["python"])
+    name, key, pos, has_gauss, gauss = states["numpy"]
+    np.random.set_state((name, key.numpy().astype(np.uint32), pos, has_gauss, gauss))
+    torch.set_rng_state(states["torch"])
+    loader.generator.set_state(states["loader"])
+    for rng, state in zip(rngs, states["datasets"], strict=True):
+        if rng is not None:
+            rng.bit_generator.state = state
+    if device.type == "cuda" and "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
+
+
+def _check_finite(loss: float, what: str, epoch: int, name: str) -> None:
+    if not math.isfinite(loss):
+        who = f"{name}: " if name else ""
+        raise TrainingError(
+            f"{who}epoch {epoch}: the {what} loss is {loss} (a NaN or infinite input, or a "
+            "learning rate too high); training stopped, no weights of this epoch kept"
+        )
+
+
+def _load_checkpoint(path: Path, signature: dict, log) -> dict | None:
+    """The checkpoint at ``path`` if it exists and was written by the same training."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (OSError, RuntimeError, EOFError, pickle.UnpicklingError) as exc:
+        log(f"checkpoint {path}: unreadable ({exc}); training from epoch 1")
+        return None
+    if state.get("signature") != signature:
+        log(f"checkpoint {path}: from other settings, data or model; training from epoch 1")
+        return None
+    return state
+
+
 def fit(
     model: nn.Module,
     train_set: Dataset,
@@ -126,12 +191,23 @@ def fit(
     device: torch.device,
     train_labels: Sequence[int] | None = None,
     log=print,
+    checkpoint: str | Path | None = None,
+    name: str = "",
 ) -> History:
     """Train the parameters of ``model`` that require grad; keep the best epoch's weights.
 
     The best epoch has the highest validation accuracy (ties: lower validation loss);
     with no validation set, the lowest training loss. Training stops after
-    ``settings.patience`` epochs without a better one.
+    ``settings.patience`` epochs without a better one. A training or validation loss
+    that is NaN or infinite raises ``TrainingError`` naming the epoch (and ``name``).
+
+    With ``checkpoint``, a path outside the job's outputs, the whole state of training
+    (model, optimiser, scheduler, best weights, history and every random generator:
+    Python's, numpy's, torch's, the shuffling loader's and the datasets' ``rng``) is
+    written there atomically after every epoch. A later call with the same settings,
+    data sizes and model resumes from the epoch after the last one written, with the
+    same result as a run never stopped (same device); the file is deleted when training
+    ends. A checkpoint of other settings is ignored and overwritten.
     """
     seed_everything(settings.seed)
     model.to(device)
@@ -156,14 +232,36 @@ def fit(
     val_loader = _loader(val_set, settings.batch_size, False, 0, device) if has_val else None
     history = History()
     best_key, best_state, waited = None, None, 0
-    for epoch in range(1, settings.epochs + 1):
+    rngs = _dataset_rngs(train_set, val_set)
+    if checkpoint is not None:
+        checkpoint = Path(checkpoint)
+        signature = {
+            "settings": asdict(settings),
+            "n_classes": n_classes,
+            "items": [len(train_set), len(val_set) if has_val else 0],
+            "parameters": {k: list(v.shape) for k, v in model.state_dict().items()},
+        }
+        state = _load_checkpoint(checkpoint, signature, log)
+        if state is not None:
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            scheduler.load_state_dict(state["scheduler"])
+            history = History(**state["history"])
+            best_key, best_state = tuple(state["best_key"]), state["best_state"]
+            waited = state["waited"]
+            _set_rng_states(state["rng"], train_loader, rngs, device)
+            log(f"checkpoint {checkpoint}: resuming after epoch {len(history.epochs)}")
+    first = settings.epochs + 1 if history.stopped_early else len(history.epochs) + 1
+    for epoch in range(first, settings.epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         train_loss, train_acc = _epoch(model, train_loader, loss_fn, device, optimizer)
+        _check_finite(train_loss, "training", epoch, name)
         scheduler.step()
         row = dict(epoch=epoch, lr=lr, train_loss=train_loss, train_acc=train_acc)
         if has_val:
             val_loss, val_acc = _epoch(model, val_loader, nn.CrossEntropyLoss(), device)
+            _check_finite(val_loss, "validation", epoch, name)
             row.update(val_loss=val_loss, val_acc=val_acc)
             key = (val_acc, -val_loss)
         else:
@@ -178,11 +276,29 @@ def fit(
             history.best_epoch = epoch
         else:
             waited += 1
-            if waited >= settings.patience:
-                history.stopped_early = True
-                break
+            history.stopped_early = waited >= settings.patience
+        if checkpoint is not None:
+            with cache.atomic_path(checkpoint) as tmp:
+                torch.save(
+                    {
+                        "signature": signature,
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(),
+                        "history": asdict(history),
+                        "best_key": list(best_key),
+                        "best_state": best_state,
+                        "waited": waited,
+                        "rng": _rng_states(train_loader, rngs, device),
+                    },
+                    tmp,
+                )
+        if history.stopped_early:
+            break
     if best_state is not None:
         model.load_state_dict(best_state)
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return history
 
 

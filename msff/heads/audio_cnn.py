@@ -40,6 +40,7 @@ def finetune_audio_cnn(
     batch_norm: bool = False,
     device: str = "auto",
     config: dict | None = None,
+    checkpoint: str | Path | None = None,
 ) -> None:
     """Train VGG-19 on spectrogram segments (all rate scales, noise) of the training clips."""
     settings = common.as_settings(settings)
@@ -63,7 +64,9 @@ def finetune_audio_cnn(
 
     train_set, _ = segments(common.subset(clips, "train"), True)
     val_set, _ = segments(common.subset(clips, "val"), False)
-    history = common.fit_head(built.model, train_set, val_set, settings, len(classes), dev)
+    history = common.fit_head(
+        built.model, train_set, val_set, settings, len(classes), dev, checkpoint, "vgg19_audio_cnn"
+    )
     meta = dict(
         backbone="vgg19_audio",
         fc_width=fc_width,

@@ -34,6 +34,7 @@ def train_blstm(
     unseen_note: str,
     device: str = "auto",
     config: dict | None = None,
+    checkpoint: str | Path | None = None,
 ) -> None:
     """The 2-layer BLSTM over windows of a clip's feature sequence."""
     settings = common.as_settings(settings)
@@ -48,7 +49,14 @@ def train_blstm(
     model = BLSTM(features[0].shape[1] if features else 1, hidden, 2, len(classes))
     train_idx, val_idx = common.subset(clips, "train"), common.subset(clips, "val")
     history = common.fit_head(
-        model, windowed(train_idx), windowed(val_idx), settings, len(classes), dev
+        model,
+        windowed(train_idx),
+        windowed(val_idx),
+        settings,
+        len(classes),
+        dev,
+        checkpoint,
+        Path(out_model).stem,
     )
     every = windowed(range(len(clips)))
     probs = predict(model, every, dev)

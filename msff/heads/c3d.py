@@ -34,6 +34,7 @@ def train_c3d(
     batch_norm: bool = False,
     device: str = "auto",
     config: dict | None = None,
+    checkpoint: str | Path | None = None,
 ) -> None:
     """C3D on windows of ``frames`` consecutive aligned faces, resized to ``size``."""
     settings = common.as_settings(settings)
@@ -60,7 +61,9 @@ def train_c3d(
 
     train_set, _ = volumes(common.subset(clips, "train"), settings.augment)
     val_set, _ = volumes(common.subset(clips, "val"), False)
-    history = common.fit_head(built.model, train_set, val_set, settings, len(classes), dev)
+    history = common.fit_head(
+        built.model, train_set, val_set, settings, len(classes), dev, checkpoint, "c3d"
+    )
     every, seen_idx = volumes(range(len(clips)), False)
     probs = predict(built.model, every, dev, batch_size=8)
     common.write_scores(

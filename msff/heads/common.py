@@ -93,12 +93,29 @@ def write_scores(out, clips, classes, probs, owner, unseen_note, name) -> np.nda
     return rows
 
 
-def fit_head(model, train_set, val_set, settings, n_classes, device):
-    """Train a head on its training items (each item's label for class weighting)."""
+def fit_head(model, train_set, val_set, settings, n_classes, device, checkpoint=None, name=""):
+    """Train a head on its training items (each item's label for class weighting).
+
+    ``checkpoint``: where training keeps its state after every epoch, so a killed or
+    retried job resumes (:func:`msff.train.fit`); ``name`` names the model in errors.
+    """
     if len(train_set) == 0:
-        raise ConfigError("no training item: no training clip has a face / audio to learn from")
+        raise ConfigError(
+            f"{name}: no training item: no training clip has a face / audio to learn from"
+        )
     per_item = [train_set.labels[o] for o in train_set.owner]
-    return fit(model, train_set, val_set, settings, n_classes, device, per_item, log=log.info)
+    return fit(
+        model,
+        train_set,
+        val_set,
+        settings,
+        n_classes,
+        device,
+        per_item,
+        log=log.info,
+        checkpoint=checkpoint,
+        name=name,
+    )
 
 
 def global_owners(dataset, idx) -> np.ndarray:

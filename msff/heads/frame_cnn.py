@@ -89,6 +89,7 @@ def finetune_cnn(
     flip_test: bool = False,
     device: str = "auto",
     config: dict | None = None,
+    checkpoint: str | Path | None = None,
 ) -> None:
     """Fine-tune a frame CNN on the face frames of the training clips.
 
@@ -123,6 +124,8 @@ def finetune_cnn(
         settings,
         len(classes),
         dev,
+        checkpoint,
+        f"{backbone}_cnn",
     )
     meta = dict(
         backbone=backbone,

@@ -9,6 +9,11 @@ import msff.registry
 import msff.sheet
 from msff.codedeps import module_files
 
+# The conda environment's post-deploy script (envs/msff.post-deploy.sh) installs msff from
+# here: Snakemake runs a copy of it from the working directory, which may be elsewhere (-d).
+# Set, not read, so not an `envvars:` (which the user would have to define).
+os.environ.update(MSFF_REPO=str(Path(workflow.basedir).resolve()))
+
 # The schema's lists of backbones and models come from the registry (msff/registry.py).
 msff.config.validate(config, "config", "config")
 msff.config.check_label_map(config["labels"])
@@ -150,6 +155,16 @@ def weighting_features():
     return features
 
 
+def provenance_files():
+    """Trained network -> its provenance JSON (with its training history), from the registry."""
+    return {
+        Path(file).stem: f"results/models/{Path(file).stem}.json"
+        for model in MODELS
+        for file in model.files
+        if file.endswith(".pt")
+    }
+
+
 def model_scores():
     return [f"results/scores/{name}.tsv" for name in model_names()]
 
@@ -175,6 +190,10 @@ def get_final_output():
         "results/predictions.tsv",
         "results/evaluation/table1.tsv",
         "results/evaluation/table2.tsv",
+        "results/plots/training_curves.png",
+        "results/plots/class_recall.png",
+        "results/plots/fusion_weights.png",
+        "results/plots/qc.png",
     ]
     if config["class_weighting"]:
         outputs.append("results/evaluation/class_weighting.tsv")

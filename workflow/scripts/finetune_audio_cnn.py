@@ -13,5 +13,7 @@ finetune_audio_cnn(
     classes=snakemake.params.classes,
     weights=snakemake.params.weights,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
+    # Outside the outputs: a killed or retried job resumes from its last epoch.
+    checkpoint="results/checkpoints/vgg19_audio_cnn.pt",
     **snakemake.params.args,
 )

@@ -15,5 +15,7 @@ finetune_cnn(
     classes=snakemake.params.classes,
     weights=snakemake.params.weights,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
+    # Outside the outputs: a killed or retried job resumes from its last epoch.
+    checkpoint=f"results/checkpoints/{snakemake.wildcards.backbone}_cnn.pt",
     **snakemake.params.args,
 )

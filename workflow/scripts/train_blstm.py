@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
@@ -14,5 +16,7 @@ train_blstm(
     classes=snakemake.params.classes,
     unseen_note=snakemake.params.unseen,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
+    # Outside the outputs: a killed or retried job resumes from its last epoch.
+    checkpoint="results/checkpoints/" + Path(snakemake.output.model).name,
     **snakemake.params.args,
 )

@@ -14,5 +14,7 @@ train_c3d(
     classes=snakemake.params.classes,
     weights=snakemake.params.weights,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
+    # Outside the outputs: a killed or retried job resumes from its last epoch.
+    checkpoint="results/checkpoints/c3d.pt",
     **snakemake.params.args,
 )

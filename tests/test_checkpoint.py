@@ -1,0 +1,196 @@
+"""Resumable training and non-finite losses in ``msff.train.fit``, on real speech.
+
+The training set is the spectrogram segments of four real RAVDESS clips with the paper's
+noise augmentation (drawn from the dataset's own numpy Generator), shuffled by the
+DataLoader's generator, through a small net with dropout (torch's generator): a resumed
+run matches the run never stopped only if every one of those generators is restored.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+from torch.utils.data import Dataset
+
+from msff import train
+from msff.datasets import SpectrogramSegments
+from msff.errors import MsffError, TrainingError
+from msff.stages.audio import spectrograms
+from msff.stages.media import extract_audio
+
+from .conftest import DATA, REPO
+
+SPEECH = {  # RAVDESS actor 03, strong intensity: label -> file
+    0: DATA / "ravdess_speech" / "Actor_03" / "03-01-05-02-01-01-03.flac",  # angry
+    3: DATA / "ravdess_speech" / "Actor_03" / "03-01-03-02-01-01-03.flac",  # happy
+    4: DATA / "ravdess_speech" / "Actor_03" / "03-01-04-02-01-01-03.flac",  # sad
+    5: DATA / "ravdess_speech" / "Actor_03" / "03-01-08-02-01-01-03.flac",  # surprise
+}
+SETTINGS = train.TrainSettings(
+    batch_size=32, optimizer="adam", lr=0.01, epochs=5, patience=5, seed=1
+)
+
+
+@pytest.fixture(scope="module")
+def caches(tmp_path_factory) -> dict[int, str]:
+    folder = tmp_path_factory.mktemp("speech")
+    out = {}
+    for label, path in SPEECH.items():
+        audio = folder / f"{label}.audio.h5"
+        assert extract_audio(str(label), str(path), audio, 16000, -60) == ""
+        out[label] = str(folder / f"{label}.h5")
+        assert (
+            spectrograms(str(label), audio, out[label], [1.0, 0.5], 300, 0.5, 25, 5, 48, 80) == ""
+        )
+    return out
+
+
+def prepare(images: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(images[:, None]).float() / 255
+
+
+def datasets(caches: dict) -> tuple[SpectrogramSegments, SpectrogramSegments]:
+    paths, labels = [caches[k] for k in sorted(caches)], sorted(caches)
+    train_set = SpectrogramSegments(paths, labels, True, prepare, seed=7)  # noise on
+    return train_set, SpectrogramSegments(paths, labels, False, prepare)
+
+
+def run(caches: dict, checkpoint=None, log=lambda _: None, settings=SETTINGS, sets=None):
+    train.seed_everything(settings.seed)  # the initial weights too
+    model = nn.Sequential(nn.AvgPool2d(4), nn.Flatten(), nn.Dropout(0.3), nn.Linear(144, 7))
+    train_set, val_set = sets or datasets(caches)
+    history = train.fit(
+        model,
+        train_set,
+        val_set,
+        settings,
+        7,
+        torch.device("cpu"),
+        log=log,
+        checkpoint=checkpoint,
+        name="tiny",
+    )
+    return model, history
+
+
+def child(caches_json: str, checkpoint: str) -> None:
+    """Train with a checkpoint; once epoch 3 is trained, say so and wait to be killed."""
+
+    def log(line: str) -> None:
+        if line.startswith("epoch=3 "):
+            print("epoch 3 trained", flush=True)
+            sys.stdin.readline()  # blocks: the parent SIGKILLs this process here
+
+    caches = {int(k): v for k, v in json.loads(caches_json).items()}
+    run(caches, checkpoint, log)
+
+
+def without_seconds(history: train.History) -> list[dict]:
+    return [{k: v for k, v in row.items() if k != "seconds"} for row in history.epochs]
+
+
+def test_training_killed_then_resumed_equals_the_run_never_stopped(tmp_path, caches):
+    checkpoint = tmp_path / "checkpoints" / "tiny.pt"
+    code = "import sys; from tests.test_checkpoint import child; child(*sys.argv[1:])"
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    with open(tmp_path / "child.err", "w") as err:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(caches), str(checkpoint)],
+            cwd=REPO,
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
+        )
+        line = proc.stdout.readline()
+        assert line == "epoch 3 trained\n", (tmp_path / "child.err").read_text()
+        proc.send_signal(signal.SIGKILL)  # during epoch 3: its checkpoint is not written
+        assert proc.wait() == -signal.SIGKILL
+        proc.stdin.close()
+        proc.stdout.close()
+    saved = torch.load(checkpoint, weights_only=True)
+    assert [row["epoch"] for row in saved["history"]["epochs"]] == [1, 2]
+    assert not list(checkpoint.parent.glob(".*.tmp"))  # no half-written file
+
+    lines = []
+    resumed, resumed_history = run(caches, checkpoint, lines.append)
+    assert lines[0] == f"checkpoint {checkpoint}: resuming after epoch 2"
+    assert lines[1].startswith("epoch=3 ")
+    assert not checkpoint.exists()  # deleted once training ended
+
+    model, history = run(caches)
+    assert without_seconds(resumed_history) == without_seconds(history)
+    assert len(history.epochs) == SETTINGS.epochs
+    assert resumed_history.best_epoch == history.best_epoch
+    for (name, a), (_, b) in zip(
+        model.state_dict().items(), resumed.state_dict().items(), strict=True
+    ):
+        assert torch.equal(a, b), name
+    # The augmentation drew from the dataset's generator: resuming had to restore it.
+    assert len({row["train_loss"] for row in history.epochs}) == SETTINGS.epochs
+
+
+def test_a_checkpoint_of_other_settings_is_ignored(tmp_path, caches):
+    checkpoint = tmp_path / "tiny.pt"
+
+    def stop(line):
+        if line.startswith("epoch=2 "):
+            raise KeyboardInterrupt  # a stop between epochs 2 and 3
+
+    with pytest.raises(KeyboardInterrupt):
+        run(caches, checkpoint, stop)
+    assert checkpoint.exists()
+    other = train.TrainSettings(**{**vars(SETTINGS), "lr": 0.02, "epochs": 3, "patience": 3})
+    lines = []
+    _, history = run(caches, checkpoint, lines.append, settings=other)
+    assert "from other settings, data or model; training from epoch 1" in lines[0]
+    assert [row["epoch"] for row in history.epochs] == [1, 2, 3]
+    _, fresh = run(caches, settings=other)
+    assert without_seconds(history) == without_seconds(fresh)
+
+
+class Poisoned(Dataset):
+    """A real dataset whose item ``index`` turns to NaN from pass ``from_pass`` on."""
+
+    def __init__(self, dataset: Dataset, index: int, from_pass: int):
+        self.dataset, self.index, self.from_pass, self.calls = dataset, index, from_pass, 0
+        self.labels, self.owner = dataset.labels, dataset.owner
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int):
+        self.calls += 1
+        x, y = self.dataset[i]
+        if i == self.index and self.calls > (self.from_pass - 1) * len(self):
+            x = torch.full_like(x, float("nan"))
+        return x, y
+
+
+def test_a_nan_training_loss_stops_training_naming_the_epoch(tmp_path, caches):
+    train_set, val_set = datasets(caches)
+    poisoned = Poisoned(train_set, index=5, from_pass=3)
+    checkpoint = tmp_path / "tiny.pt"
+    with pytest.raises(TrainingError, match=r"^tiny: epoch 3: the training loss is nan") as err:
+        run(caches, checkpoint, sets=(poisoned, val_set))
+    assert isinstance(err.value, MsffError)
+    # What was kept is epochs 1 and 2: finite weights, the best among them.
+    saved = torch.load(checkpoint, weights_only=True)
+    assert [row["epoch"] for row in saved["history"]["epochs"]] == [1, 2]
+    assert saved["history"]["best_epoch"] in (1, 2)
+    assert all(torch.isfinite(v).all() for v in saved["best_state"].values())
+
+
+def test_a_nan_validation_loss_stops_training_too(caches):
+    train_set, val_set = datasets(caches)
+    with pytest.raises(TrainingError, match=r"^tiny: epoch 1: the validation loss is nan"):
+        run(caches, sets=(train_set, Poisoned(val_set, index=0, from_pass=1)))
