@@ -15,7 +15,12 @@ C3D, and ``face_fusion``, their weighted sum with weights searched per fold on i
 validation clips. Written to ``out_dir``: ``scores/{model}.tsv`` (out-of-fold scores,
 ``split`` = the clip's fold), ``metrics.tsv`` (accuracy, UAR, macro-F1, per-class recall
 and wall time per model), ``confusion/{model}.tsv`` and ``.png``, ``folds.tsv`` (each
-clip's fold) and ``folds/fold{k}/`` (that fold's models, provenance and scores).
+clip's fold).
+
+The workflow trains each fold's models in rules of their own (``snakemake crossval``:
+one job per fold and model, run in parallel, rerun one by one) and :func:`tabulate`
+only puts their scores together; :func:`run` does the same in one process, for benches
+and tests.
 """
 
 from __future__ import annotations
@@ -26,40 +31,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from sklearn.model_selection import StratifiedGroupKFold
 
 from msff import cache, evaluate, fusion, scores
-from msff.errors import ConfigError
+from msff.folds import assign_folds, fold_records
 from msff.heads import zeroshot
 from msff.heads.blstm import train_blstm
 from msff.heads.c3d import train_c3d
 from msff.heads.frame_cnn import cnn_features, finetune_cnn
 from msff.logs import log
-
-
-def assign_folds(records: list[dict], classes: list[str], k: int, seed: int) -> np.ndarray:
-    """The fold (0..k-1) of every clip: subject-grouped, class-stratified, seeded."""
-    labels = np.array([classes.index(r["class"]) for r in records])
-    groups = np.array([r["speaker"] for r in records])
-    if len(set(groups)) < k:
-        raise ConfigError(f"{k} folds need at least {k} subjects, the sheet has {len(set(groups))}")
-    fold = np.full(len(records), -1)
-    splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    for i, (_, held) in enumerate(splitter.split(labels, labels, groups)):
-        fold[held] = i
-    return fold
-
-
-def fold_records(
-    records: list[dict], fold: np.ndarray, k: int, classes: list[str], seed: int
-) -> list[dict]:
-    """The clips of fold ``k`` as test, a grouped 1/folds of the rest as val, the rest train."""
-    rest = np.flatnonzero(fold != k)
-    inner = assign_folds([records[i] for i in rest], classes, int(fold.max()) + 1, seed + k)
-    split = np.full(len(records), "train", dtype=object)
-    split[fold == k] = "test"
-    split[rest[inner == 0]] = "val"
-    return [dict(r, split=s) for r, s in zip(records, split, strict=True)]
 
 
 def zero_shot(
@@ -73,6 +52,14 @@ def zero_shot(
     return zeroshot.scores_of(
         records, faces_h5, classes, sorted({r["class"] for r in records}), weights
     )
+
+
+def fold_assignment(
+    records: list[dict], classes: list[str], folds: int, seed: int
+) -> tuple[np.ndarray, list[list[dict]]]:
+    """Every clip's fold, and each fold's clips with their split (test, val, train)."""
+    fold = assign_folds(records, classes, folds, seed)
+    return fold, [fold_records(records, fold, k, classes, seed) for k in range(folds)]
 
 
 def run(
@@ -90,7 +77,7 @@ def run(
     fusion_rule: str = "auto",
     fusion_min_clips: int = fusion.SMALL_VALIDATION,
 ) -> pd.DataFrame:
-    """Cross-validate the face models over ``records``; returns the metrics table.
+    """Cross-validate the face models over ``records`` in this process; the metrics table.
 
     ``heads`` holds each head's arguments (:func:`msff.config.head_arguments`);
     ``weights`` is config ``weights``. Clips whose class is not among ``classes`` must
@@ -98,44 +85,21 @@ def run(
     """
     out_dir = Path(out_dir)
     seed = heads["frame_cnn"]["settings"]["seed"]
-    fold = assign_folds(records, classes, folds, seed)
-    truth = np.array([classes.index(r["class"]) for r in records])
-    cache.write_text(
-        out_dir / "folds.tsv",
-        pd.DataFrame(
-            {"clip": [r["clip"] for r in records], "speaker": [r["speaker"] for r in records]}
-            | {"fold": fold}
-        ).to_csv(sep="\t", index=False),
-    )
+    fold, fold_clips = fold_assignment(records, classes, folds, seed)
     trained = [m for b in backbones for m in (f"{b}_frames", f"{b}_blstm")]
     trained += ["c3d"] if c3d else []
-    oof = {m: np.zeros((len(records), len(classes))) for m in [*trained, "face_fusion"]}
-    notes = {m: [""] * len(records) for m in oof}
-    seconds = dict.fromkeys(oof, 0.0)
+    paths = {m: [] for m in trained}
+    seconds = dict.fromkeys(["fer2013_zeroshot", *trained], 0.0)
 
-    started = time.perf_counter()
-    oof["fer2013_zeroshot"], notes["fer2013_zeroshot"] = zero_shot(
-        faces_h5, records, classes, weights.get("fer2013")
-    )
-    seconds["fer2013_zeroshot"] = time.perf_counter() - started
-
-    for k in range(folds):
+    with _timer(seconds, "fer2013_zeroshot"):
+        zeroshot_tsv = out_dir / "folds" / "fer2013_zeroshot.tsv"
+        write_zeroshot(records, faces_h5, classes, weights.get("fer2013"), zeroshot_tsv)
+    for k, clips in enumerate(fold_clips):
         fold_dir = out_dir / "folds" / f"fold{k}"
-        clips = fold_records(records, fold, k, classes, seed)
-        test = fold == k
-        val = np.array([c["split"] == "val" for c in clips])
-        log.info(
-            "fold %d: %d train, %d val, %d test clips",
-            k,
-            int((~test & ~val).sum()),
-            int(val.sum()),
-            int(test.sum()),
-        )
-        paths = {}
         for backbone in backbones:
             cnn = fold_dir / f"{backbone}_cnn.pt"
-            frames_tsv = paths[f"{backbone}_frames"] = fold_dir / f"{backbone}_frames.tsv"
-            blstm_tsv = paths[f"{backbone}_blstm"] = fold_dir / f"{backbone}_blstm.tsv"
+            paths[f"{backbone}_frames"].append(fold_dir / f"{backbone}_frames.tsv")
+            paths[f"{backbone}_blstm"].append(fold_dir / f"{backbone}_blstm.tsv")
             with _timer(seconds, f"{backbone}_frames"):
                 finetune_cnn(
                     backbone,
@@ -143,7 +107,7 @@ def run(
                     faces_h5,
                     cnn,
                     cnn.with_suffix(".json"),
-                    frames_tsv,
+                    paths[f"{backbone}_frames"][-1],
                     classes,
                     **heads["frame_cnn"],
                     weights=weights.get(backbone),
@@ -155,7 +119,7 @@ def run(
                 train_blstm(
                     features,
                     clips,
-                    blstm_tsv,
+                    paths[f"{backbone}_blstm"][-1],
                     fold_dir / f"{backbone}_blstm.pt",
                     fold_dir / f"{backbone}_blstm.json",
                     classes,
@@ -164,12 +128,12 @@ def run(
                     device=device,
                 )
         if c3d:
-            paths["c3d"] = fold_dir / "c3d.tsv"
+            paths["c3d"].append(fold_dir / "c3d.tsv")
             with _timer(seconds, "c3d"):
                 train_c3d(
                     clips,
                     faces_h5,
-                    paths["c3d"],
+                    paths["c3d"][-1],
                     fold_dir / "c3d.pt",
                     fold_dir / "c3d.json",
                     classes,
@@ -177,24 +141,96 @@ def run(
                     weights=weights.get("c3d"),
                     device=device,
                 )
-        fold_scores = {}
-        for name, path in paths.items():
-            table = scores.read(path, classes).loc[[r["clip"] for r in records]]
-            fold_scores[name] = table[classes].to_numpy(float)
-            oof[name][test] = fold_scores[name][test]
+    return tabulate(
+        records,
+        classes,
+        fold,
+        fold_clips,
+        paths,
+        zeroshot_tsv,
+        out_dir,
+        fusion_step,
+        fusion_rule,
+        fusion_min_clips,
+        seconds,
+        seed,
+    )
+
+
+def write_zeroshot(
+    records: list[dict], faces_h5: dict[str, str], classes: list[str], weights, out
+) -> None:
+    """The zero-shot scores of every clip (it trains nothing: one file serves every fold)."""
+    rows, notes = zero_shot(faces_h5, records, classes, weights)
+    ids = [r["clip"] for r in records]
+    scores.write(out, ids, ["all"] * len(records), rows, classes, notes)
+
+
+def tabulate(
+    records: list[dict],
+    classes: list[str],
+    fold: np.ndarray,
+    fold_clips: list[list[dict]],
+    fold_scores: dict[str, list[str | Path]],
+    zeroshot_tsv: str | Path,
+    out_dir: str | Path,
+    fusion_step: float,
+    fusion_rule: str,
+    fusion_min_clips: int,
+    seconds: dict[str, float],
+    seed: int,
+) -> pd.DataFrame:
+    """Out-of-fold scores, the per-fold fusion, metrics and confusion matrices.
+
+    ``fold_scores`` maps each trained model to its scores file of every fold (fold k's
+    model scored every clip; its test clips are the out-of-fold ones);
+    ``zeroshot_tsv`` holds the zero-shot scores of every clip. The fusion weights of
+    fold k are searched on that fold's validation clips, as the workflow's fuse does.
+    """
+    out_dir = Path(out_dir)
+    ids = [r["clip"] for r in records]
+    truth = np.array([classes.index(r["class"]) for r in records])
+    cache.write_text(
+        out_dir / "folds.tsv",
+        pd.DataFrame(
+            {"clip": ids, "speaker": [r["speaker"] for r in records]} | {"fold": fold}
+        ).to_csv(sep="\t", index=False),
+    )
+    trained = list(fold_scores)
+    zeroshot = scores.read(zeroshot_tsv, classes).loc[ids]
+    oof = {"fer2013_zeroshot": zeroshot[classes].to_numpy(float)}
+    notes = {"fer2013_zeroshot": list(zeroshot["note"]) if "note" in zeroshot else [""] * len(ids)}
+    for m in [*trained, "face_fusion"]:
+        oof[m], notes[m] = np.zeros((len(ids), len(classes))), [""] * len(ids)
+    seconds = dict(seconds, face_fusion=0.0)
+    for k, clips in enumerate(fold_clips):
+        test = fold == k
+        val = np.array([c["split"] == "val" for c in clips])
+        log.info(
+            "fold %d: %d train, %d val, %d test clips",
+            k,
+            int((~test & ~val).sum()),
+            int(val.sum()),
+            int(test.sum()),
+        )
+        matrices = {}
+        for name in trained:
+            table = scores.read(fold_scores[name][k], classes).loc[ids]
+            matrices[name] = table[classes].to_numpy(float)
+            oof[name][test] = matrices[name][test]
             if "note" in table:
                 for i in np.flatnonzero(test):
                     notes[name][i] = table["note"].iloc[i]
         with _timer(seconds, "face_fusion"):
             chosen = fusion.search(
-                [fold_scores[m][val] for m in trained],
+                [matrices[m][val] for m in trained],
                 truth[val],
                 fusion_step,
                 fusion_rule,
                 fusion_min_clips,
             )
             oof["face_fusion"][test] = fusion.fuse(
-                [fold_scores[m][test] for m in trained], chosen.weights
+                [matrices[m][test] for m in trained], chosen.weights
             )
         log.info(
             "fold %d: fusion weights %s (val accuracy %.3f)",

@@ -17,4 +17,5 @@ def log_to(path: str) -> TextIO:
     stream = open(path, "w", buffering=1)  # noqa: SIM115 - lives as long as the job
     sys.stderr = stream
     logging.basicConfig(stream=stream, level=logging.INFO, format=FORMAT, force=True)
+    log.info("job started")  # with the last line's time, how long the job ran
     return console

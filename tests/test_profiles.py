@@ -119,8 +119,7 @@ def test_default_profile_keeps_gpu_jobs_to_one_card():
         "audio_features",
         "train_blstm_audio",
         "class_weighting",
-        "crossval",
-    }
+    }  # the crossval_* fold rules inherit theirs from these (`use rule ... with:`)
 
 
 @pytest.mark.parametrize("name", PROFILES)

@@ -36,6 +36,7 @@ if len(_excluded):
 
 wildcard_constraints:
     clip="|".join(re.escape(c) for c in CLIPS.index) or "(?!)",
+    fold=r"\d+",
     backbone="|".join(msff.registry.FRAME_BACKBONES),
 
 

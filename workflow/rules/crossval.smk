@@ -1,8 +1,162 @@
-# Not part of the default target: `snakemake crossval` cross-validates the face models
-# over the whole sheet, grouped by subject (for small face sets such as CK+).
-rule crossval:
+# Not part of the default target: `snakemake crossval` cross-validates the face models over
+# the whole sheet, grouped by subject (for small face sets such as CK+). Each fold is one
+# more value of a wildcard of the face models' own rules: the folds train in parallel, a
+# rerun redoes only what changed, and the `crossval` rule only tabulates. A fold's job
+# takes one thread: small models gain little from a second, folds side by side gain 2x.
+from functools import cache
+
+
+@cache
+def folds():
+    """Every clip's fold, and each fold's clips with their split (decided at parse time)."""
+    import msff.folds
+
+    records = clip_records()
+    k, seed = config["crossval"]["folds"], config["seed"]
+    fold = msff.folds.assign_folds(records, CLASSES, k, seed)
+    return fold, [
+        msff.folds.fold_records(records, fold, i, CLASSES, seed) for i in range(k)
+    ]
+
+
+def fold_clips(wildcards):
+    return folds()[1][int(wildcards.fold)]
+
+
+def crossval_models():
+    """Model -> scores file pattern of each fold, for the face models config turns on."""
+    out = {}
+    for backbone in config["models"]["face_backbones"]:
+        out[f"{backbone}_frames"] = (
+            f"results/crossval/fold{{fold}}/scores/{backbone}_frames.tsv"
+        )
+        out[f"{backbone}_blstm"] = (
+            f"results/crossval/fold{{fold}}/scores/{backbone}_blstm.tsv"
+        )
+    if config["models"]["c3d"]:
+        out["c3d"] = "results/crossval/fold{fold}/scores/c3d.tsv"
+    return out
+
+
+def crossval_scores(wildcards=None):
+    return {
+        name: expand(pattern, fold=range(config["crossval"]["folds"]))
+        for name, pattern in crossval_models().items()
+    }
+
+
+def crossval_provenance(wildcards=None):
+    """Provenance of every fold's models: their training seconds go into the table."""
+    return {
+        name: [
+            path.replace("/scores/", "/models/")
+            .replace("_frames.tsv", "_cnn.json")
+            .replace(".tsv", ".json")
+            for path in paths
+        ]
+        for name, paths in crossval_scores().items()
+    }
+
+
+use rule finetune_cnn as crossval_finetune_cnn with:
+    threads: 1
+    output:
+        model="results/crossval/fold{fold}/models/{backbone}_cnn.pt",
+        provenance="results/crossval/fold{fold}/models/{backbone}_cnn.json",
+        scores="results/crossval/fold{fold}/scores/{backbone}_frames.tsv",
+    log:
+        "logs/crossval/fold{fold}/finetune_cnn/{backbone}.log",
+    benchmark:
+        "benchmarks/crossval/fold{fold}/finetune_cnn/{backbone}.tsv"
+    params:
+        clips=fold_clips,
+        faces=face_cache_map,
+        classes=CLASSES,
+        args=HEADS["frame_cnn"],
+        weights=lambda wildcards: config["weights"].get(wildcards.backbone),
+
+
+use rule cnn_features as crossval_cnn_features with:
+    threads: 1
+    input:
+        model="results/crossval/fold{fold}/models/{backbone}_cnn.pt",
+        faces=get_face_caches,
+        code=frame_cnn_code,
+    output:
+        "results/crossval/fold{fold}/features/{backbone}.h5",
+    log:
+        "logs/crossval/fold{fold}/cnn_features/{backbone}.log",
+    benchmark:
+        "benchmarks/crossval/fold{fold}/cnn_features/{backbone}.tsv"
+    params:
+        clips=fold_clips,
+        faces=face_cache_map,
+
+
+use rule train_blstm as crossval_train_blstm with:
+    threads: 1
+    input:
+        features="results/crossval/fold{fold}/features/{backbone}.h5",
+        code=msff_code("msff.heads.blstm"),
+    output:
+        scores="results/crossval/fold{fold}/scores/{backbone}_blstm.tsv",
+        model="results/crossval/fold{fold}/models/{backbone}_blstm.pt",
+        provenance="results/crossval/fold{fold}/models/{backbone}_blstm.json",
+    log:
+        "logs/crossval/fold{fold}/train_blstm/{backbone}.log",
+    benchmark:
+        "benchmarks/crossval/fold{fold}/train_blstm/{backbone}.tsv"
+    params:
+        clips=fold_clips,
+        classes=CLASSES,
+        args=HEADS["blstm"],
+        unseen="no face found",
+
+
+use rule train_c3d as crossval_train_c3d with:
+    threads: 1
+    output:
+        scores="results/crossval/fold{fold}/scores/c3d.tsv",
+        model="results/crossval/fold{fold}/models/c3d.pt",
+        provenance="results/crossval/fold{fold}/models/c3d.json",
+    log:
+        "logs/crossval/fold{fold}/train_c3d.log",
+    benchmark:
+        "benchmarks/crossval/fold{fold}/train_c3d.tsv"
+    params:
+        clips=fold_clips,
+        faces=face_cache_map,
+        classes=CLASSES,
+        args=HEADS["c3d"],
+        weights=config["weights"].get("c3d"),
+
+
+# FER2013's own classifier trains nothing: one scores file serves every fold.
+rule crossval_zeroshot:
     input:
         faces=get_face_caches,
+        code=msff_code("msff.crossval"),
+    output:
+        "results/crossval/fer2013_zeroshot.tsv",
+    log:
+        "logs/crossval/zeroshot.log",
+    conda:
+        "../../envs/msff.yaml"
+    params:
+        clips=clip_records(),
+        faces=face_cache_map,
+        classes=CLASSES,
+        weights=config["weights"].get("fer2013"),
+    script:
+        "../scripts/crossval_zeroshot.py"
+
+
+# Only tabulates: out-of-fold scores, each fold's fusion, metrics, confusion matrices.
+rule crossval:
+    input:
+        unpack(crossval_scores),
+        zeroshot="results/crossval/fer2013_zeroshot.tsv",
+        provenance=lambda wildcards: sum(crossval_provenance().values(), []),
         code=msff_code("msff.crossval"),
     output:
         metrics=report(
@@ -18,26 +172,19 @@ rule crossval:
             labels={"model": "{name}"},
         ),
         scores=directory("results/crossval/scores"),
-        folds=directory("results/crossval/folds"),
         assignment="results/crossval/folds.tsv",
     log:
         "logs/crossval.log",
-    benchmark:
-        "benchmarks/crossval.tsv"
     conda:
         "../../envs/msff.yaml"
-    threads: 2
-    resources:
-        gpu=1,
     params:
         clips=clip_records(),
-        faces=face_cache_map,
         classes=CLASSES,
-        heads=HEADS,
-        backbones=config["models"]["face_backbones"],
-        c3d=config["models"]["c3d"],
-        weights=config["weights"],
-        folds=config["crossval"]["folds"],
+        fold=lambda wildcards: folds()[0].tolist(),
+        fold_clips=lambda wildcards: folds()[1],
+        scores=lambda wildcards: crossval_scores(),
+        provenance=lambda wildcards: crossval_provenance(),
         fusion=config["fusion"],
+        seed=config["seed"],
     script:
         "../scripts/crossval.py"

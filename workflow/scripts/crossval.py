@@ -1,23 +1,29 @@
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
+import json
 from pathlib import Path
 
-from msff.crossval import run
-from msff.devices import set_cpu_threads
+import numpy as np
 
-set_cpu_threads(snakemake.threads)
-run(
+from msff.crossval import tabulate
+
+# Training seconds of each model, summed over its folds (from the models' provenance).
+seconds = {
+    name: sum(json.loads(Path(path).read_text())["seconds"] for path in paths)
+    for name, paths in snakemake.params.provenance.items()
+}
+tabulate(
     records=snakemake.params.clips,
-    faces_h5=snakemake.params.faces,
-    out_dir=Path(snakemake.output.metrics).parent,
     classes=snakemake.params.classes,
-    heads=snakemake.params.heads,
-    backbones=snakemake.params.backbones,
-    c3d=snakemake.params.c3d,
-    weights=snakemake.params.weights,
-    folds=snakemake.params.folds,
+    fold=np.array(snakemake.params.fold),
+    fold_clips=snakemake.params.fold_clips,
+    fold_scores=snakemake.params.scores,
+    zeroshot_tsv=snakemake.input.zeroshot,
+    out_dir=Path(snakemake.output.metrics).parent,
     fusion_step=snakemake.params.fusion["step"],
     fusion_rule=snakemake.params.fusion["rule"],
     fusion_min_clips=snakemake.params.fusion["min_clips"],
+    seconds=seconds,
+    seed=snakemake.params.seed,
 )

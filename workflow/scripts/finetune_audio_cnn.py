@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
@@ -14,6 +16,6 @@ finetune_audio_cnn(
     weights=snakemake.params.weights,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
     # Outside the outputs: a killed or retried job resumes from its last epoch.
-    checkpoint="results/checkpoints/vgg19_audio_cnn.pt",
+    checkpoint=Path("results/checkpoints") / Path(snakemake.output.model).relative_to("results"),
     **snakemake.params.args,
 )

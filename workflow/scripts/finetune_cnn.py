@@ -1,3 +1,5 @@
+from pathlib import Path
+
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
@@ -16,6 +18,6 @@ finetune_cnn(
     weights=snakemake.params.weights,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
     # Outside the outputs: a killed or retried job resumes from its last epoch.
-    checkpoint=f"results/checkpoints/{snakemake.wildcards.backbone}_cnn.pt",
+    checkpoint=Path("results/checkpoints") / Path(snakemake.output.model).relative_to("results"),
     **snakemake.params.args,
 )

@@ -17,6 +17,6 @@ train_blstm(
     unseen_note=snakemake.params.unseen,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
     # Outside the outputs: a killed or retried job resumes from its last epoch.
-    checkpoint="results/checkpoints/" + Path(snakemake.output.model).name,
+    checkpoint=Path("results/checkpoints") / Path(snakemake.output.model).relative_to("results"),
     **snakemake.params.args,
 )

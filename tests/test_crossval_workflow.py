@@ -1,0 +1,107 @@
+"""`snakemake crossval`: folds as wildcards of the face models' own rules, on real CK+ faces."""
+
+from __future__ import annotations
+
+import csv
+import re
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+
+from .conftest import CKPLUS, REPO
+
+pytestmark = pytest.mark.workflow
+FOLDS = 3
+SUBJECTS = 9  # 3 test subjects a fold, and 6 left for 3 inner folds (validation)
+TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", re.M)
+
+
+def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(work)]
+    proc = subprocess.run([*cmd, "crossval", "--cores", "2", *args], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
+    return proc
+
+
+def span(log: Path) -> tuple[datetime, datetime]:
+    """When a job's log says it started and when it last wrote."""
+    stamps = [datetime.strptime(t, "%Y-%m-%d %H:%M:%S,%f") for t in TIME.findall(log.read_text())]
+    return stamps[0], stamps[-1]
+
+
+@pytest.fixture(scope="module")
+def crossval_run(tmp_path_factory):
+    work = tmp_path_factory.mktemp("crossval")
+    with open(CKPLUS / "labels.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["label"] != "contempt"]
+    subjects = sorted({r["speaker"] for r in rows})[:SUBJECTS]
+    sheet = pd.DataFrame(
+        [
+            dict(clip=r["path"], path=str(CKPLUS / r["path"]), label=r["label"])
+            | dict(split="train", speaker=r["speaker"], face_input="precropped")
+            for r in rows
+            if r["speaker"] in subjects
+        ]
+    )
+    sheet.to_csv(work / "clips.tsv", sep="\t", index=False)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["samples"] = str(work / "clips.tsv")
+    config["crossval"]["folds"] = FOLDS
+    config["presets"]["cpu"]["models"]["epochs"] = 1  # the DAG, not accuracy, is tested
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    first = snakemake(work)
+    return work, first, sheet
+
+
+def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
+    work, first, sheet = crossval_run
+    stats = (first.stdout + first.stderr).split("Job stats:", 1)[1].split("total", 1)[0]
+    counts = {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line}
+    for rule in ("finetune_cnn", "cnn_features", "train_blstm", "train_c3d"):
+        assert counts[f"crossval_{rule}"] == FOLDS, counts
+    assert counts["crossval_zeroshot"] == counts["crossval"] == 1
+    metrics = pd.read_csv(work / "results" / "crossval" / "metrics.tsv", sep="\t")
+    names = ["fer2013_zeroshot", "fer2013_frames", "fer2013_blstm", "c3d", "face_fusion"]
+    assert list(metrics["model"]) == names
+    assert (metrics["folds"] == FOLDS).all() and (metrics["seconds"] > 0).all()
+    folds = pd.read_csv(work / "results" / "crossval" / "folds.tsv", sep="\t", dtype=str)
+    assert folds.groupby("speaker")["fold"].nunique().max() == 1  # a subject in one fold
+    for name in names:
+        table = pd.read_csv(
+            work / "results" / "crossval" / "scores" / f"{name}.tsv", sep="\t", dtype={"clip": str}
+        )
+        assert sorted(table["clip"]) == sorted(sheet["clip"])  # every clip, once
+
+
+def test_folds_train_side_by_side(crossval_run):
+    work, _, _ = crossval_run
+    logs = sorted((work / "logs" / "crossval").glob("fold*/finetune_cnn/fer2013.log"))
+    assert len(logs) == FOLDS
+    spans = [span(log) for log in logs]
+    # With --cores 2 and one thread a fold, two folds' training overlapped in time.
+    overlapping = [
+        (a, b) for i, a in enumerate(spans) for b in spans[i + 1 :] if a[0] < b[1] and b[0] < a[1]
+    ]
+    assert overlapping, spans
+
+
+def test_a_deleted_fold_model_reruns_that_fold_only(crossval_run):
+    work, _, _ = crossval_run
+    logs = {p: p.stat().st_mtime_ns for p in (work / "logs").rglob("*.log")}
+    (work / "results" / "crossval" / "fold1" / "models" / "fer2013_cnn.pt").unlink()
+    snakemake(work)
+    rerun = sorted(
+        str(p.relative_to(work / "logs")) for p, t in logs.items() if p.stat().st_mtime_ns != t
+    )
+    assert rerun == [
+        "crossval.log",
+        "crossval/fold1/cnn_features/fer2013.log",
+        "crossval/fold1/finetune_cnn/fer2013.log",
+        "crossval/fold1/train_blstm/fer2013.log",
+    ]
