@@ -118,8 +118,7 @@ def test_default_profile_keeps_gpu_jobs_to_one_card():
         "finetune_audio_cnn",
         "audio_features",
         "train_blstm_audio",
-        "class_weighting",
-    }  # the crossval_* fold rules inherit theirs from these (`use rule ... with:`)
+    }  # the crossval_* and weighted_* rules inherit theirs (`use rule ... with:`)
 
 
 @pytest.mark.parametrize("name", PROFILES)

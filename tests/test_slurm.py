@@ -69,6 +69,12 @@ MODEL_RULES = {
     "fuse",
     "evaluate",
     "class_weighting",
+    # the models' own rules with train.class_weighted flipped (config class_weighting)
+    "weighted_finetune_cnn",
+    "weighted_train_blstm",
+    "weighted_train_c3d",
+    "weighted_train_blstm_audio",
+    "weighted_svm_opensmile",
 }
 SUBMITTED = re.compile(r"has been submitted with SLURM jobid (\d+) \(log: (.+?)\)\.")
 

@@ -7,6 +7,7 @@ from snakemake.utils import validate
 import msff.config
 import msff.registry
 import msff.sheet
+import msff.stages.weighting
 from msff.codedeps import module_files
 
 # The conda environment's post-deploy script (envs/msff.post-deploy.sh) installs msff from
@@ -144,16 +145,6 @@ MODELS = msff.registry.models(config["models"])
 
 def model_names():
     return [model.name for model in MODELS]
-
-
-def weighting_features():
-    """The run's feature caches the BLSTMs read, by source (rule class_weighting)."""
-    features = {
-        b: f"results/features/{b}.h5" for b in config["models"]["face_backbones"]
-    }
-    if config["models"]["audio_cnn"]:
-        features["vgg19_audio"] = "results/features/vgg19_audio.h5"
-    return features
 
 
 def provenance_files():

@@ -59,7 +59,6 @@ def crossval_provenance(wildcards=None):
 
 
 use rule finetune_cnn as crossval_finetune_cnn with:
-    threads: 1
     output:
         model="results/crossval/fold{fold}/models/{backbone}_cnn.pt",
         provenance="results/crossval/fold{fold}/models/{backbone}_cnn.json",
@@ -68,6 +67,7 @@ use rule finetune_cnn as crossval_finetune_cnn with:
         "logs/crossval/fold{fold}/finetune_cnn/{backbone}.log",
     benchmark:
         "benchmarks/crossval/fold{fold}/finetune_cnn/{backbone}.tsv"
+    threads: 1
     params:
         clips=fold_clips,
         faces=face_cache_map,
@@ -77,7 +77,6 @@ use rule finetune_cnn as crossval_finetune_cnn with:
 
 
 use rule cnn_features as crossval_cnn_features with:
-    threads: 1
     input:
         model="results/crossval/fold{fold}/models/{backbone}_cnn.pt",
         faces=get_face_caches,
@@ -88,13 +87,13 @@ use rule cnn_features as crossval_cnn_features with:
         "logs/crossval/fold{fold}/cnn_features/{backbone}.log",
     benchmark:
         "benchmarks/crossval/fold{fold}/cnn_features/{backbone}.tsv"
+    threads: 1
     params:
         clips=fold_clips,
         faces=face_cache_map,
 
 
 use rule train_blstm as crossval_train_blstm with:
-    threads: 1
     input:
         features="results/crossval/fold{fold}/features/{backbone}.h5",
         code=msff_code("msff.heads.blstm"),
@@ -106,6 +105,7 @@ use rule train_blstm as crossval_train_blstm with:
         "logs/crossval/fold{fold}/train_blstm/{backbone}.log",
     benchmark:
         "benchmarks/crossval/fold{fold}/train_blstm/{backbone}.tsv"
+    threads: 1
     params:
         clips=fold_clips,
         classes=CLASSES,
@@ -114,7 +114,6 @@ use rule train_blstm as crossval_train_blstm with:
 
 
 use rule train_c3d as crossval_train_c3d with:
-    threads: 1
     output:
         scores="results/crossval/fold{fold}/scores/c3d.tsv",
         model="results/crossval/fold{fold}/models/c3d.pt",
@@ -123,6 +122,7 @@ use rule train_c3d as crossval_train_c3d with:
         "logs/crossval/fold{fold}/train_c3d.log",
     benchmark:
         "benchmarks/crossval/fold{fold}/train_c3d.tsv"
+    threads: 1
     params:
         clips=fold_clips,
         faces=face_cache_map,
