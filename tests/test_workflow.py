@@ -352,6 +352,7 @@ def full_run(project):
     config["presets"]["cpu"]["models"]["epochs"] = 2  # the DAG, not accuracy, is tested
     config["models"]["zeroshot"] = True
     config["fusion"]["models"] = ["fer2013_zeroshot", "fer2013_blstm", "c3d", "opensmile_svm"]
+    config["fusion"]["submission"] = True
     (work / "config.yaml").write_text(yaml.safe_dump(config))
     snakemake_dag(repo, work)
     return repo, work, rows
@@ -376,6 +377,10 @@ def test_every_model_scores_every_clip_and_fusion_predicts_despite_bad_clips(ful
     assert blstm.loc["truncated", "note"] == "no face found"  # its faces cache is an error
     predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t")
     assert set(predictions["clip"]) == {r["clip"] for r in rows if r["split"] == "test"}
+    # EmotiW's submission: one file per test clip holding its predicted label.
+    for clip, label in zip(predictions["clip"], predictions["predicted"], strict=True):
+        text = (work / "results" / "submission" / f"{clip}.txt").read_text()
+        assert text == label.capitalize() + "\n"
 
 
 def test_editing_c3d_reruns_only_c3d_and_what_reads_its_scores(full_run):
