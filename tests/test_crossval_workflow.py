@@ -69,7 +69,9 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     metrics = pd.read_csv(work / "results" / "crossval" / "metrics.tsv", sep="\t")
     names = ["fer2013_zeroshot", "fer2013_frames", "fer2013_blstm", "c3d", "face_fusion"]
     assert list(metrics["model"]) == names
-    assert (metrics["folds"] == FOLDS).all() and (metrics["seconds"] > 0).all()
+    assert (metrics["folds"] == FOLDS).all()
+    trained = metrics[metrics["model"] != "face_fusion"]  # fusion: milliseconds, rounded to 0
+    assert (trained["seconds"] > 0).all()
     folds = pd.read_csv(work / "results" / "crossval" / "folds.tsv", sep="\t", dtype=str)
     assert folds.groupby("speaker")["fold"].nunique().max() == 1  # a subject in one fold
     for name in names:

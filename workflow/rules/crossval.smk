@@ -47,7 +47,7 @@ def crossval_scores(wildcards=None):
 
 def crossval_provenance(wildcards=None):
     """Provenance of every fold's models: their training seconds go into the table."""
-    return {
+    trained = {
         name: [
             path.replace("/scores/", "/models/")
             .replace("_frames.tsv", "_cnn.json")
@@ -56,6 +56,7 @@ def crossval_provenance(wildcards=None):
         ]
         for name, paths in crossval_scores().items()
     }
+    return {"fer2013_zeroshot": ["results/crossval/fer2013_zeroshot.json"], **trained}
 
 
 use rule finetune_cnn as crossval_finetune_cnn with:
@@ -137,7 +138,8 @@ rule crossval_zeroshot:
         faces=get_face_caches,
         code=msff_code("msff.crossval"),
     output:
-        "results/crossval/fer2013_zeroshot.tsv",
+        scores="results/crossval/fer2013_zeroshot.tsv",
+        record="results/crossval/fer2013_zeroshot.json",
     log:
         "logs/crossval/zeroshot.log",
     conda:

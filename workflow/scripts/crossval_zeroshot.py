@@ -8,5 +8,6 @@ write_zeroshot(
     faces_h5=snakemake.params.faces,
     classes=snakemake.params.classes,
     weights=snakemake.params.weights,
-    out=snakemake.output[0],
+    out=snakemake.output.scores,
+    out_record=snakemake.output.record,
 )
