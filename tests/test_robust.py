@@ -1,0 +1,106 @@
+"""No clip sinks a run (issue 17): hostile inputs made from real recordings, one by one.
+
+Each case is a real clip made hostile with ffmpeg (scaled to 64x36, cut to one frame,
+rotated and tagged, renamed) or a real frame folder with a bad image in it; each ends
+with a cache (data or an error naming the clip), never with an exception.
+"""
+
+from __future__ import annotations
+
+import shutil
+import zlib
+from pathlib import Path
+
+import h5py
+import pytest
+
+from msff import cache
+from msff.stages import recording_bad_clips
+from msff.stages.faces import align_faces
+from msff.stages.media import extract_frames
+
+from .conftest import RAVDESS_AV
+
+# align_faces as the repo's cpu preset runs it (min_face_size 40, detection at 480).
+FACES = dict(
+    size=64,
+    detect_max_side=480,
+    min_face_size=40,
+    min_prob=0.9,
+    track_min_iou=0.3,
+    batch_size=8,
+    device="cpu",
+)
+
+
+def leftovers(folder: Path) -> list[str]:
+    return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
+
+
+def giant_png(path: Path, side: int = 20000) -> None:
+    """A one-colour ``side`` x ``side`` 1-bit PNG, written row by row (a few kB on disk)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    header = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])  # 1 bit, grey
+    packer = zlib.compressobj(9)
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then black pixels
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+# --- 1. any per-clip failure is recorded for that clip --------------------------------
+
+
+def test_decompression_bomb_in_a_frame_folder_is_recorded_with_its_type(tmp_path, frame_folder):
+    from PIL import Image
+
+    folder = tmp_path / "bomb"
+    shutil.copytree(frame_folder, folder)
+    giant_png(folder / "frame21.png")  # after the 20 real frames
+    assert 20000 * 20000 > 2 * Image.MAX_IMAGE_PIXELS  # Pillow refuses, not just warns
+    assert (folder / "frame21.png").stat().st_size < 100_000
+    out = tmp_path / "frames.h5"
+    error = extract_frames("bomb", str(folder), out, fps=None, max_side=320)
+    assert error.startswith("clip bomb: extract_frames: DecompressionBombError: ")
+    assert "400000000 pixels" in error
+    assert cache.attrs(out)["error"] == error
+    with h5py.File(out) as f:
+        assert "frames" not in f
+    assert leftovers(tmp_path) == []
+    faces = tmp_path / "faces.h5"
+    assert "extract_frames failed" in align_faces("bomb", out, faces, **FACES)
+
+
+def test_unreadable_image_in_a_frame_folder_names_the_file(tmp_path, frame_folder):
+    folder = tmp_path / "broken"
+    shutil.copytree(frame_folder, folder)
+    real = (folder / "frame7.png").read_bytes()
+    (folder / "frame7.png").write_bytes(real[: len(real) // 3])  # truncated PNG
+    out = tmp_path / "frames.h5"
+    error = extract_frames("broken", str(folder), out, fps=None, max_side=320)
+    assert error.startswith("clip broken: ") and "frame7.png: not a readable image" in error
+    assert cache.attrs(out)["error"] == error
+
+
+def test_corrupt_upstream_cache_is_recorded_not_raised(tmp_path):
+    # A frames cache overwritten by garbage (a disk fault): h5py raises OSError.
+    frames = tmp_path / "frames.h5"
+    frames.write_bytes(RAVDESS_AV.read_bytes()[:4096])
+    out = tmp_path / "faces.h5"
+    error = align_faces("garbled", frames, out, **FACES)
+    assert error.startswith("clip garbled: align_faces: OSError: ")
+    assert cache.attrs(out)["error"] == error
+
+
+def test_interrupt_still_stops_the_run(tmp_path):
+    def work():
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        recording_bad_clips("c", tmp_path / "x.h5", work)
+    assert not (tmp_path / "x.h5").exists()
