@@ -15,11 +15,12 @@ import h5py
 import pytest
 
 from msff import cache
+from msff.faces import FaceDetector
 from msff.stages import recording_bad_clips
 from msff.stages.faces import align_faces
 from msff.stages.media import extract_frames
 
-from .conftest import RAVDESS_AV
+from .conftest import RAVDESS_AV, ffmpeg
 
 # align_faces as the repo's cpu preset runs it (min_face_size 40, detection at 480).
 FACES = dict(
@@ -104,3 +105,24 @@ def test_interrupt_still_stops_the_run(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         recording_bad_clips("c", tmp_path / "x.h5", work)
     assert not (tmp_path / "x.h5").exists()
+
+
+# --- 2. a 64x36 video ---------------------------------------------------------------
+
+
+def test_64x36_video_has_no_face_and_no_error(tmp_path):
+    tiny = tmp_path / "tiny.mp4"
+    ffmpeg("-i", str(RAVDESS_AV), "-vf", "scale=64:36", "-an", "-c:v", "libx264", str(tiny))
+    frames = tmp_path / "frames.h5"
+    assert extract_frames("tiny", str(tiny), frames, fps=10, max_side=640) == ""
+    with h5py.File(frames) as f:
+        assert f["frames"].shape[1:] == (36, 64, 3)
+        first = f["frames"][:4]
+    detections = FaceDetector(40, 480, "cpu").detect(first)
+    assert [d.boxes.shape for d in detections] == [(0, 4)] * 4
+    assert [d.landmarks.shape for d in detections] == [(0, 5, 2)] * 4
+    out = tmp_path / "faces.h5"
+    assert align_faces("tiny", frames, out, **FACES) == ""
+    meta = cache.attrs(out)
+    assert meta["n_found"] == 0 and meta["n_frames"] > 25
+    assert meta["note"] == f"no face found in {meta['n_frames']} frames"
