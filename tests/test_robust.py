@@ -14,7 +14,7 @@ from pathlib import Path
 import h5py
 import pytest
 
-from msff import cache
+from msff import cache, media
 from msff.faces import FaceDetector
 from msff.stages import recording_bad_clips
 from msff.stages.faces import align_faces
@@ -126,3 +126,20 @@ def test_64x36_video_has_no_face_and_no_error(tmp_path):
     meta = cache.attrs(out)
     assert meta["n_found"] == 0 and meta["n_frames"] > 25
     assert meta["note"] == f"no face found in {meta['n_frames']} frames"
+
+
+# --- 3. a single-frame video --------------------------------------------------------
+
+
+def test_single_frame_video_gives_its_frame(tmp_path):
+    one = tmp_path / "one.mp4"
+    ffmpeg("-i", str(RAVDESS_AV), "-frames:v", "1", "-an", "-c:v", "libx264", str(one))
+    stream = media.frames(one, fps=10)
+    chunks = list(stream)
+    assert sum(len(c) for c in chunks) == 1
+    assert chunks[0].shape == (1, 720, 1280, 3) and chunks[0].std() > 20
+    assert "source rate" in stream.note
+    out = tmp_path / "frames.h5"
+    assert extract_frames("one", str(one), out, fps=10, max_side=320) == ""
+    with h5py.File(out) as f:
+        assert f["frames"].shape == (1, 180, 320, 3)
