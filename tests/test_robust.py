@@ -12,9 +12,11 @@ import zlib
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 
 from msff import cache, media
+from msff.errors import BadClipError
 from msff.faces import FaceDetector
 from msff.stages import recording_bad_clips
 from msff.stages.faces import align_faces
@@ -143,3 +145,91 @@ def test_single_frame_video_gives_its_frame(tmp_path):
     assert extract_frames("one", str(one), out, fps=10, max_side=320) == ""
     with h5py.File(out) as f:
         assert f["frames"].shape == (1, 180, 320, 3)
+
+
+# --- 4. rotation metadata -----------------------------------------------------------
+
+
+def test_rotated_phone_clip_decodes_upright(tmp_path):
+    # As a phone writes it: the pixels stored sideways, a display matrix that turns them
+    # back. ffmpeg's display_rotation is counter-clockwise; transpose=1 turns clockwise.
+    sideways = tmp_path / "sideways.mp4"
+    ffmpeg("-i", str(RAVDESS_AV), "-vf", "transpose=1", "-an", "-c:v", "libx264", str(sideways))
+    phone = tmp_path / "phone.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(sideways), "-c", "copy", str(phone))
+    assert media.probe(sideways).video.width == 720
+    shown = media.probe(phone).video
+    assert (shown.width, shown.height) == (1280, 720)  # as displayed
+    tagged = np.concatenate(list(media.frames(phone, fps=10, max_side=320)))
+    plain = np.concatenate(list(media.frames(RAVDESS_AV, fps=10, max_side=320)))
+    assert tagged.shape[1:] == plain.shape[1:] == (180, 320, 3)
+    n = min(len(tagged), len(plain))
+    # Upright and undistorted: the same pixels as the untagged clip, up to the re-encoding.
+    assert np.abs(tagged[:n].astype(int) - plain[:n]).mean() < 6
+    coverage = {}
+    for name, clip in (("phone", phone), ("plain", RAVDESS_AV)):
+        frames, faces = tmp_path / f"{name}.frames.h5", tmp_path / f"{name}.faces.h5"
+        assert extract_frames(name, str(clip), frames, fps=10, max_side=640) == ""
+        assert align_faces(name, frames, faces, **FACES) == ""
+        meta = cache.attrs(faces)
+        coverage[name] = meta["n_found"] / meta["n_frames"]
+    assert coverage["plain"] > 0.9 and abs(coverage["phone"] - coverage["plain"]) < 0.05
+
+
+def test_rotation_tag_alone_is_obeyed(tmp_path):
+    # An upright clip tagged with a rotation is displayed sideways: frames follow the tag.
+    tagged = tmp_path / "tagged.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(RAVDESS_AV), "-c", "copy", str(tagged))
+    shown = media.probe(tagged).video
+    assert (shown.width, shown.height) == (720, 1280)
+    first = next(iter(media.frames(tagged, fps=10, max_side=320)))
+    assert first.shape[1:] == (320, 180, 3)
+    upright = next(iter(media.frames(RAVDESS_AV, fps=10, max_side=320)))
+    turned = np.rot90(upright[0], k=1)  # counter-clockwise, as the tag says
+    assert np.abs(first[0].astype(int) - turned).mean() < 6
+
+
+# --- 5. ffmpeg time limits and a probe metadata cannot fool -------------------------
+
+
+def test_probe_is_not_fooled_by_metadata(tmp_path):
+    tagged = tmp_path / "tagged.mkv"
+    ffmpeg(
+        "-i",
+        str(RAVDESS_AV),
+        "-c",
+        "copy",
+        "-metadata",
+        "title=Duration: 99:00:00.00, start: 0",
+        "-metadata",
+        "comment=x\n  Stream #0:7: Video: h264, 64x64, 5 fps\n      rotate          : 90",
+        "-metadata:s:v",
+        "note=Display Matrix: rotation of 90.00 degrees",
+        "-metadata:s:v",
+        "Stream #0:0: Video: h264=16x16, 1 fps",
+        str(tagged),
+    )
+    got, want = media.probe(tagged), media.probe(RAVDESS_AV)
+    assert got.video == want.video and got.audio == want.audio
+    assert abs(got.duration - want.duration) < 0.1
+
+
+def test_probe_time_limit(monkeypatch):
+    monkeypatch.setattr(media, "PROBE_TIMEOUT_S", 0.001)
+    with pytest.raises(BadClipError, match="could not read its header in 0.001 s"):
+        media.probe(RAVDESS_AV)
+
+
+def test_audio_decode_time_limit(monkeypatch):
+    info = media.probe(RAVDESS_AV)
+    monkeypatch.setattr(media, "DECODE_TIMEOUT_S", 0.001)
+    monkeypatch.setattr(media, "DECODE_S_PER_S", 0.0)
+    with pytest.raises(BadClipError, match="audio decoding took over 0.001 s"):
+        media.audio(RAVDESS_AV, info=info)
+
+
+def test_frame_stream_watchdog(monkeypatch):
+    info = media.probe(RAVDESS_AV)
+    monkeypatch.setattr(media, "STALL_TIMEOUT_S", 0.001)
+    with pytest.raises(BadClipError, match="ffmpeg sent no frame for 0.001 s"):
+        list(media.frames(RAVDESS_AV, info=info))
