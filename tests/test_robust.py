@@ -15,14 +15,14 @@ import h5py
 import numpy as np
 import pytest
 
-from msff import cache, media
+from msff import cache, media, sheet
 from msff.errors import BadClipError
 from msff.faces import FaceDetector
 from msff.stages import recording_bad_clips
 from msff.stages.faces import align_faces
-from msff.stages.media import extract_frames
+from msff.stages.media import extract_audio, extract_frames
 
-from .conftest import RAVDESS_AV, ffmpeg
+from .conftest import CREMA_D, RAVDESS_AV, ffmpeg
 
 # align_faces as the repo's cpu preset runs it (min_face_size 40, detection at 480).
 FACES = dict(
@@ -233,3 +233,25 @@ def test_frame_stream_watchdog(monkeypatch):
     monkeypatch.setattr(media, "STALL_TIMEOUT_S", 0.001)
     with pytest.raises(BadClipError, match="ffmpeg sent no frame for 0.001 s"):
         list(media.frames(RAVDESS_AV, info=info))
+
+
+# --- 6. a hostile file name in the sheet --------------------------------------------
+
+
+def test_hash_space_ampersand_and_accents_in_a_clip_path(tmp_path):
+    folder = tmp_path / "take #2 & co"
+    folder.mkdir()
+    clip = folder / "1001 DFA #1 & ANG é.flv"
+    shutil.copy(CREMA_D, clip)
+    path = tmp_path / "clips.tsv"
+    rows = [sheet.Clip("crema_hash", str(clip), "angry", "1001", "train")]
+    sheet.write(rows, path)
+    text = path.read_text(encoding="utf-8")
+    path.write_text("# a comment line\n" + text, encoding="utf-8")
+    read = sheet.read(path)
+    assert list(read.index) == ["crema_hash"]
+    assert read.loc["crema_hash", "path"] == str(clip.resolve())
+    assert read.loc["crema_hash", "speaker"] == "1001"
+    out = tmp_path / "audio.h5"
+    assert extract_audio("crema_hash", read.loc["crema_hash", "path"], out, 16000, -60) == ""
+    assert abs(cache.attrs(out)["seconds"] - 2.235) < 0.1
