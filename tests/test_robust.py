@@ -15,14 +15,17 @@ import h5py
 import numpy as np
 import pytest
 
-from msff import cache, media, sheet
-from msff.errors import BadClipError
+import msff.audio
+from msff import cache, media, scores, sheet
+from msff.errors import BadClipError, ConfigError
 from msff.faces import FaceDetector
 from msff.stages import recording_bad_clips
+from msff.stages.audio import opensmile
 from msff.stages.faces import align_faces
 from msff.stages.media import extract_audio, extract_frames
+from msff.stages.svm import _features
 
-from .conftest import CREMA_D, RAVDESS_AV, ffmpeg
+from .conftest import CREMA_D, RAVDESS_AV, SPEECH_NEUTRAL, ffmpeg
 
 # align_faces as the repo's cpu preset runs it (min_face_size 40, detection at 480).
 FACES = dict(
@@ -255,3 +258,36 @@ def test_hash_space_ampersand_and_accents_in_a_clip_path(tmp_path):
     out = tmp_path / "audio.h5"
     assert extract_audio("crema_hash", read.loc["crema_hash", "path"], out, 16000, -60) == ""
     assert abs(cache.attrs(out)["seconds"] - 2.235) < 0.1
+
+
+# --- 7. non-finite values -----------------------------------------------------------
+
+
+def test_scores_with_nan_are_refused_naming_file_and_clip(tmp_path):
+    path = tmp_path / "scores.tsv"
+    rows = np.array([[0.5, 0.5], [np.nan, 1.0]])
+    with pytest.raises(ValueError, match=r"scores.tsv: clip 'b': score row holds NaN"):
+        scores.write(path, ["a", "b"], ["test", "test"], rows, ["happy", "sad"])
+    assert not path.exists()
+    path.write_text("clip\tsplit\thappy\tsad\na\ttest\t0.5\t0.5\nb\ttest\tinf\t0\n")
+    with pytest.raises(ConfigError, match=r"scores.tsv: row of clip 'b' holds NaN or infinity"):
+        scores.read(path, ["happy", "sad"])
+
+
+def test_non_finite_opensmile_features_make_the_clip_unheard(tmp_path, monkeypatch):
+    audio_h5 = tmp_path / "audio.h5"
+    assert extract_audio("speech", str(SPEECH_NEUTRAL), audio_h5, 16000, -60) == ""
+    real = msff.audio.opensmile_functionals
+
+    def with_nan(waveform, sample_rate):  # the real features, one made NaN
+        values, names = real(waveform, sample_rate)
+        values = values.copy()
+        values[7] = np.nan
+        return values, names
+
+    monkeypatch.setattr(msff.audio, "opensmile_functionals", with_nan)
+    out = tmp_path / "opensmile.h5"
+    error = opensmile("speech", audio_h5, out)
+    assert error.startswith("clip speech: ") and "non-finite openSMILE features" in error
+    assert "1 of 384" in error and cache.attrs(out)["error"] == error
+    assert _features(str(out))[0] is None  # the SVM stage scores it as unheard
