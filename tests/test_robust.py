@@ -7,6 +7,7 @@ with a cache (data or an error naming the clip), never with an exception.
 
 from __future__ import annotations
 
+import os
 import shutil
 import zlib
 from pathlib import Path
@@ -14,9 +15,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
+import torch
 
 import msff.audio
-from msff import cache, media, scores, sheet
+from msff import cache, datasets, media, scores, sheet
 from msff.errors import BadClipError, ConfigError
 from msff.faces import FaceDetector
 from msff.stages import recording_bad_clips
@@ -25,7 +27,7 @@ from msff.stages.faces import align_faces
 from msff.stages.media import extract_audio, extract_frames
 from msff.stages.svm import _features
 
-from .conftest import CREMA_D, RAVDESS_AV, SPEECH_NEUTRAL, ffmpeg
+from .conftest import CREMA_D, MEAD_FRONT, RAVDESS_AV, SPEECH_NEUTRAL, ffmpeg
 
 # align_faces as the repo's cpu preset runs it (min_face_size 40, detection at 480).
 FACES = dict(
@@ -291,3 +293,31 @@ def test_non_finite_opensmile_features_make_the_clip_unheard(tmp_path, monkeypat
     assert error.startswith("clip speech: ") and "non-finite openSMILE features" in error
     assert "1 of 384" in error and cache.attrs(out)["error"] == error
     assert _features(str(out))[0] is None  # the SVM stage scores it as unheard
+
+
+# --- 8. open file handles of the training data sets ---------------------------------
+
+
+def test_face_dataset_keeps_a_bounded_number_of_files_open(tmp_path):
+    frames, faces = tmp_path / "frames.h5", tmp_path / "faces.h5"
+    assert extract_frames("w009", str(MEAD_FRONT), frames, fps=2, max_side=256) == ""
+    assert align_faces("w009", frames, faces, **{**FACES, "size": 48}) == ""
+    copies = []
+    for i in range(220):
+        copies.append(tmp_path / f"faces{i}.h5")
+        shutil.copy(faces, copies[-1])
+    reference = cache.read_faces(faces)["faces"]
+    data = datasets.FaceFrames(
+        copies, [0] * len(copies), 48, lambda x: torch.from_numpy(x), augment=False
+    )
+    before = len(os.listdir("/proc/self/fd"))
+    peak = 0
+    for i in range(len(data)):
+        face, _ = data[i]
+        peak = max(peak, len(os.listdir("/proc/self/fd")) - before)
+        _, row = data.items[i]
+        assert np.array_equal(face.numpy(), reference[row])
+    assert len(data.items) > 220 and len(set(data.owner)) == 220
+    assert 0 < peak <= datasets.MAX_OPEN_FILES
+    data.open.close()
+    assert len(os.listdir("/proc/self/fd")) <= before
