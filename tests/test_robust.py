@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import zlib
 from pathlib import Path
 
@@ -27,7 +30,7 @@ from msff.stages.faces import align_faces
 from msff.stages.media import extract_audio, extract_frames
 from msff.stages.svm import _features
 
-from .conftest import CREMA_D, MEAD_FRONT, RAVDESS_AV, SPEECH_NEUTRAL, ffmpeg
+from .conftest import CREMA_D, MEAD_FRONT, RAVDESS_AV, REPO, SPEECH_NEUTRAL, ffmpeg
 
 # align_faces as the repo's cpu preset runs it (min_face_size 40, detection at 480).
 FACES = dict(
@@ -321,3 +324,45 @@ def test_face_dataset_keeps_a_bounded_number_of_files_open(tmp_path):
     assert 0 < peak <= datasets.MAX_OPEN_FILES
     data.open.close()
     assert len(os.listdir("/proc/self/fd")) <= before
+
+
+# --- 9. temporary files of killed writers -------------------------------------------
+
+
+WRITER = """
+import sys
+from msff import cache
+with cache.atomic_path(sys.argv[1]) as tmp:
+    tmp.write_text("half")
+    print(tmp, flush=True)
+    sys.stdin.read()
+"""
+
+
+def writer(target: Path) -> tuple[subprocess.Popen, Path]:
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        [sys.executable, "-c", WRITER, str(target)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    return proc, Path(proc.stdout.readline().strip())
+
+
+def test_temporary_file_of_a_killed_job_is_removed_by_the_next_write(tmp_path):
+    target = tmp_path / "scores.tsv"
+    killed, orphan = writer(target)
+    live, busy = writer(target)
+    assert orphan.read_text() == "half" and busy.exists()
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    assert orphan.exists()  # SIGKILL leaves it behind
+    cache.write_text(target, "done")
+    assert target.read_text() == "done"
+    assert not orphan.exists()
+    assert leftovers(tmp_path) == [busy.name]  # a live writer's file is its own
+    live.communicate("")
+    assert live.returncode == 0 and leftovers(tmp_path) == []
+    assert target.read_text() == "half"  # the live writer finished its write
