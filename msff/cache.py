@@ -40,7 +40,9 @@ features   one dataset per clip, named by its id: (n_i, fc_width) float16 fc7
 
 from __future__ import annotations
 
+import glob
 import os
+import socket
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -51,16 +53,53 @@ import numpy as np
 import msff
 
 
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
+
+
+def remove_stale_temporaries(path: str | Path) -> list[Path]:
+    """Remove the temporary files of ``path`` left by writers that were killed.
+
+    A writer killed by a signal (SIGKILL, out of memory, a cluster's time limit) leaves
+    its ``.{name}.{host}.{pid}.tmp``. Those written on this host by a process that is no
+    longer alive are removed; another host's are left alone (its pids mean nothing here).
+    Returns the removed paths.
+    """
+    path = Path(path)
+    prefix, host = f".{path.name}.", socket.gethostname()
+    removed = []
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        owner = tmp.name[len(prefix) : -len(".tmp")]
+        where, _, pid = owner.rpartition(".")
+        if not pid.isdigit() or where not in ("", host) or _alive(int(pid)):
+            continue
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            continue
+        removed.append(tmp)
+    return removed
+
+
 @contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """A temporary path beside ``path`` to write; renamed to ``path`` on success.
 
     On an exception the temporary file is removed and ``path`` is left as it was. Every
-    output of msff (caches, scores, tables, models) is written through this.
+    output of msff (caches, scores, tables, models) is written through this. The
+    temporary file is ``.{name}.{host}.{pid}.tmp``; those of earlier writers of ``path``
+    that were killed are removed first (``remove_stale_temporaries``).
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    remove_stale_temporaries(path)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
     try:
         yield tmp
         os.replace(tmp, path)

@@ -7,6 +7,7 @@ audio) contribute no item and get the uniform score row.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -16,6 +17,8 @@ import torch
 from torch.utils.data import Dataset
 
 Prepare = Callable[[np.ndarray], torch.Tensor]
+# Cache files a data set keeps open at once (per process), see ``_Caches``.
+MAX_OPEN_FILES = 64
 
 
 def windows(n: int, length: int, stride: int) -> list[np.ndarray]:
@@ -59,18 +62,34 @@ def centre_crop(faces: np.ndarray, crop: int) -> np.ndarray:
 
 
 class _Caches:
-    """Open HDF5 files lazily, once per process (DataLoader workers each open their own)."""
+    """Open HDF5 files lazily, per process (DataLoader workers each open their own).
 
-    def __init__(self):
-        self.files: dict[str, h5py.File] = {}
+    At most ``max_open`` files stay open, the least recently used closed first: a data
+    set of thousands of clips must not exhaust the process's file descriptors (1,024 by
+    default). Callers read what they need before asking for the next file.
+    """
+
+    def __init__(self, max_open: int = MAX_OPEN_FILES):
+        self.max_open = max_open
+        self.files: OrderedDict[str, h5py.File] = OrderedDict()
 
     def __call__(self, path: str) -> h5py.File:
-        if path not in self.files:
-            self.files[path] = h5py.File(path, "r")
+        if path in self.files:
+            self.files.move_to_end(path)
+            return self.files[path]
+        while len(self.files) >= self.max_open:
+            _, oldest = self.files.popitem(last=False)
+            oldest.close()
+        self.files[path] = h5py.File(path, "r")
         return self.files[path]
 
+    def close(self) -> None:
+        """Close every open file."""
+        while self.files:
+            self.files.popitem()[1].close()
+
     def __getstate__(self):
-        return {"files": {}}
+        return {"max_open": self.max_open, "files": OrderedDict()}
 
 
 def found_rows(faces_h5: str | Path) -> np.ndarray:

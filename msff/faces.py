@@ -75,7 +75,10 @@ class FaceDetector:
         self.mtcnn.eval()
 
     def detect(self, frames: np.ndarray) -> list[Detections]:
-        """Detect faces in a batch of same-size frames ``(n, H, W, 3)`` uint8 RGB."""
+        """Detect faces in a batch of same-size frames ``(n, H, W, 3)`` uint8 RGB.
+
+        Frames smaller than ``min_face_size`` (a 64x36 clip) have no face: empty detections.
+        """
         if len(frames) == 0:
             return []
         h, w = frames.shape[1:3]
@@ -92,6 +95,10 @@ class FaceDetector:
             scale = size[1] / w
         # MTCNN's min_face_size is in the pixels it sees; keep it in frame pixels.
         self.mtcnn.min_face_size = max(1, round(self.min_face_size * scale))
+        # A frame smaller than the smallest face builds an empty scale pyramid in MTCNN
+        # (its own test below), and it raises on torch.cat([]): no face can be there.
+        if min(batch.shape[1:3]) * (12.0 / self.mtcnn.min_face_size) < 12:
+            return [Detections() for _ in range(len(frames))]
         with torch.inference_mode():
             boxes, probs, points = self.mtcnn.detect(batch.to(self.device), landmarks=True)
         return [

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,13 @@ _exe: dict[str | None, str] = {}
 # decodes to 4.4 of its declared 6.3 s, is a damaged clip still worth its frames.
 MIN_DECODED_SHARE = 0.5
 FULL_SHARE = 0.9
+# Time limits of ffmpeg calls, so a file that makes ffmpeg hang fails as a bad clip:
+# reading a header; decoding audio (plus DECODE_S_PER_S per second the header declares);
+# and the frame stream's longest wait for the next chunk of frames.
+PROBE_TIMEOUT_S = 60.0
+DECODE_TIMEOUT_S = 300.0
+DECODE_S_PER_S = 2.0
+STALL_TIMEOUT_S = 300.0
 
 
 def check_length(path, decoded_s: float, declared_s: float | None, what: str) -> str:
@@ -83,12 +91,20 @@ class Probe:
     audio: AudioStream | None
 
 
-_DURATION = re.compile(r"Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+# ffmpeg's report of an input: its own lines start at fixed indents ("  Duration:",
+# "  Stream #0:0", "    Metadata:", "    Side data:"); a tag's value never does (a value's
+# own line breaks are continued as "      <spaces>: ..."), so anchored patterns cannot be
+# fooled by a title such as "Duration: 99:00:00.00" or "Stream #0:0: Video: 8x8".
+_DURATION = re.compile(r"^  Duration: (\d+):(\d\d):(\d\d(?:\.\d+)?)")
+_STREAM = re.compile(r"^  Stream #\d+:\d+")
 _VIDEO = re.compile(
-    r"Stream #\d+:\d+.*?: Video: .*?(\d{2,5})x(\d{2,5})(?:[ ,\[]).*?(?:([\d.]+) fps|([\d.]+) tbr)"
+    r"^  Stream #\d+:\d+.*?: Video: .*?(\d{2,5})x(\d{2,5})(?:[ ,\[])"
+    r".*?(?:([\d.]+) fps|([\d.]+) tbr)"
 )
-_AUDIO = re.compile(r"Stream #\d+:\d+.*?: Audio: .*?(\d+) Hz, ([^,]+)")
-_ROTATION = re.compile(r"rotation of (-?[\d.]+) degrees|rotate\s*:\s*(-?\d+)")
+_AUDIO = re.compile(r"^  Stream #\d+:\d+.*?: Audio: .*?(\d+) Hz, ([^,]+)")
+_SECTION = re.compile(r"^    (Metadata|Side data):\s*$")
+_DISPLAY_MATRIX = re.compile(r"^      display ?matrix: rotation of (-?[\d.]+) degrees", re.I)
+_ROTATE_TAG = re.compile(r"^      rotate\s*: (-?\d+)\s*$")  # older ffmpeg's stream tag
 _CHANNELS = {"mono": 1, "stereo": 2, "2.1": 3, "quad": 4, "5.0": 5, "5.1": 6, "7.1": 8}
 
 
@@ -109,41 +125,68 @@ def probe(path: str | Path, exe: str | None = None) -> Probe:
         stream = framefolders.frames(path)
         return Probe(str(path), None, VideoStream(stream.width, stream.height, 0.0), None)
     _check_file(path)
-    proc = subprocess.run(
-        [ffmpeg_exe(exe), "-hide_banner", "-i", str(path)],
-        capture_output=True,
-        text=True,
-        errors="replace",
-    )
-    text = proc.stderr
-    head = text.split("At least one output file", 1)[0]
-    if "Input #0" not in head:
-        reason = head.strip().splitlines()[-1] if head.strip() else "ffmpeg cannot read it"
-        raise BadClipError(f"{path}: not a readable media file ({reason})")
-    duration = None
-    if m := _DURATION.search(head):
-        h, mnt, s = m.groups()
-        duration = int(h) * 3600 + int(mnt) * 60 + float(s)
-    video = audio = None
-    for line in head.splitlines():
-        if video is None and (m := _VIDEO.search(line)) and "attached pic" not in line:
-            width, height = int(m.group(1)), int(m.group(2))
-            fps = float(m.group(3) or m.group(4))
-            video = VideoStream(width, height, fps)
-        elif audio is None and (m := _AUDIO.search(line)):
-            layout = m.group(2).strip()
-            channels = _CHANNELS.get(layout.split("(")[0].strip())
-            if channels is None:
-                found = re.match(r"(\d+) channels", layout)
-                channels = int(found.group(1)) if found else 1
-            audio = AudioStream(int(m.group(1)), channels)
-    if video is not None and (m := _ROTATION.search(head)):
-        angle = abs(round(float(m.group(1) or m.group(2)))) % 180
-        if angle == 90:  # ffmpeg autorotates on decode, so the displayed size is swapped
-            video = VideoStream(video.height, video.width, video.fps)
+    try:
+        proc = subprocess.run(
+            [ffmpeg_exe(exe), "-nostdin", "-hide_banner", "-i", str(path)],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=PROBE_TIMEOUT_S,
+        )
+    except subprocess.TimeoutExpired:
+        raise BadClipError(
+            f"{path}: ffmpeg could not read its header in {PROBE_TIMEOUT_S:g} s"
+        ) from None
+    video, audio, duration = _parse_probe(path, proc.stderr)
     if video is None and audio is None:
         raise BadClipError(f"{path}: no video or audio stream")
     return Probe(str(path), duration, video, audio)
+
+
+def _parse_probe(
+    path: Path, text: str
+) -> tuple[VideoStream | None, AudioStream | None, float | None]:
+    """The first video and audio stream and the duration in ``ffmpeg -i``'s report."""
+    head = text.split("At least one output file", 1)[0]
+    if not re.search(r"^Input #0", head, re.M):
+        reason = head.strip().splitlines()[-1] if head.strip() else "ffmpeg cannot read it"
+        raise BadClipError(f"{path}: not a readable media file ({reason})")
+    duration = rotation = None
+    video = audio = None
+    in_video = False  # inside the block of the chosen video stream
+    section = ""
+    for line in head.splitlines():
+        if m := _DURATION.match(line):
+            h, mnt, s = m.groups()
+            duration = int(h) * 3600 + int(mnt) * 60 + float(s)
+        if _STREAM.match(line):
+            in_video, section = False, ""
+            if video is None and (m := _VIDEO.match(line)) and "attached pic" not in line:
+                width, height = int(m.group(1)), int(m.group(2))
+                video = VideoStream(width, height, float(m.group(3) or m.group(4)))
+                in_video = True
+            elif audio is None and (m := _AUDIO.match(line)):
+                layout = m.group(2).strip()
+                channels = _CHANNELS.get(layout.split("(")[0].strip())
+                if channels is None:
+                    found = re.match(r"(\d+) channels", layout)
+                    channels = int(found.group(1)) if found else 1
+                audio = AudioStream(int(m.group(1)), channels)
+        elif m := _SECTION.match(line):
+            section = m.group(1)
+        elif not line.startswith("    "):  # back at the input's level: the block ended
+            in_video, section = False, ""
+        elif not line.startswith("      "):  # another part of the stream's block
+            section = ""
+        elif in_video and section == "Side data" and (m := _DISPLAY_MATRIX.match(line)):
+            rotation = float(m.group(1))
+        elif in_video and section == "Metadata" and rotation is None:
+            if m := _ROTATE_TAG.match(line):
+                rotation = float(m.group(1))
+    if video is not None and rotation is not None and abs(round(rotation)) % 180 == 90:
+        # ffmpeg autorotates on decode (transpose), so the displayed size is swapped.
+        video = VideoStream(video.height, video.width, video.fps)
+    return video, audio, duration
 
 
 def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
@@ -176,10 +219,25 @@ class FrameStream:
     note: str = ""
 
     def __iter__(self) -> Iterator[np.ndarray]:
+        fps = self.args.get("fps")
+        n, code = yield from self._decode(fps)
+        if n == 0 and fps and code == 0:
+            # A clip shorter than one output frame (a single frame) gives nothing through
+            # the fps filter; its frames at the source rate are all there is.
+            n, code = yield from self._decode(None)
+            if n:
+                self.note = f"{n} frame(s) at the source rate: the clip is shorter than 1/{fps:g} s"
+        reason = self.warnings.splitlines()[-1] if self.warnings else f"ffmpeg exit {code}"
+        if n == 0:
+            raise BadClipError(f"{self.path}: no frame could be decoded ({reason})")
+        self.note = self.note or check_length(self.path, (n + 1) / self.fps, self.duration, "video")
+
+    def _decode(self, fps: float | None):
+        """Yield the chunks of one ffmpeg run; return (frames, exit code)."""
         frame_bytes = self.width * self.height * 3
         stream = ffmpeg.input(str(self.path)).video
-        if self.args.get("fps"):
-            stream = stream.filter("fps", fps=self.args["fps"])
+        if fps:
+            stream = stream.filter("fps", fps=fps)
         stream = stream.filter("scale", self.width, self.height)
         proc = (
             stream.output("pipe:", format="rawvideo", pix_fmt="rgb24")
@@ -187,15 +245,28 @@ class FrameStream:
             .run_async(cmd=self.exe, pipe_stdout=True, pipe_stderr=True)
         )
         # stderr is drained by a thread so a chatty ffmpeg cannot block on a full pipe.
-        import threading
-
         err_chunks: list[bytes] = []
         drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()))
         drain.start()
+        stalled = threading.Event()
+
+        def kill():
+            stalled.set()
+            proc.kill()
+
         n = 0
         try:
             while True:
-                buf = proc.stdout.read(frame_bytes * self.chunk)
+                # Watchdog: an ffmpeg that sends no frame for STALL_TIMEOUT_S is killed.
+                watchdog = threading.Timer(STALL_TIMEOUT_S, kill)
+                watchdog.daemon = True
+                watchdog.start()
+                try:
+                    buf = proc.stdout.read(frame_bytes * self.chunk)
+                finally:
+                    watchdog.cancel()
+                if stalled.is_set():
+                    break
                 if not buf:
                     break
                 k = len(buf) // frame_bytes
@@ -211,10 +282,11 @@ class FrameStream:
             code = proc.wait()
             drain.join()
         self.warnings = b"".join(err_chunks).decode(errors="replace").strip()
-        reason = self.warnings.splitlines()[-1] if self.warnings else f"ffmpeg exit {code}"
-        if n == 0:
-            raise BadClipError(f"{self.path}: no frame could be decoded ({reason})")
-        self.note = check_length(self.path, (n + 1) / self.fps, self.duration, "video")
+        if stalled.is_set():
+            raise BadClipError(
+                f"{self.path}: ffmpeg sent no frame for {STALL_TIMEOUT_S:g} s after {n} frames"
+            )
+        return n, code
 
 
 def frames(
@@ -264,15 +336,20 @@ def audio(
     info = info or probe(path, exe)
     if info.audio is None:
         raise BadClipError(f"{path}: no audio stream")
+    args = (
+        ffmpeg.input(str(path))
+        .audio.output("pipe:", format="f32le", ac=1, ar=sample_rate)
+        .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
+        .compile(cmd=ffmpeg_exe(exe))
+    )
+    limit = DECODE_TIMEOUT_S + DECODE_S_PER_S * (info.duration or 0.0)
     try:
-        out, _ = (
-            ffmpeg.input(str(path))
-            .audio.output("pipe:", format="f32le", ac=1, ar=sample_rate)
-            .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-            .run(cmd=ffmpeg_exe(exe), capture_stdout=True, capture_stderr=True)
-        )
-    except ffmpeg.Error as exc:
-        reason = exc.stderr.decode(errors="replace").strip().splitlines()
+        proc = subprocess.run(args, capture_output=True, timeout=limit)
+    except subprocess.TimeoutExpired:
+        raise BadClipError(f"{path}: audio decoding took over {limit:g} s (stopped)") from None
+    out = proc.stdout
+    if proc.returncode != 0:
+        reason = proc.stderr.decode(errors="replace").strip().splitlines()
         raise BadClipError(
             f"{path}: audio could not be decoded ({reason[-1] if reason else 'ffmpeg failed'})"
         ) from None

@@ -33,10 +33,17 @@ def write(
     classes: Sequence[str],
     notes: Sequence[str] | None = None,
 ) -> pd.DataFrame:
-    """Write a scores file atomically; raise ValueError for rows that are not probabilities."""
+    """Write a scores file atomically; raise ValueError for rows that are not probabilities.
+
+    A NaN or infinite row is rejected too, naming the file and the clip.
+    """
     scores = np.asarray(scores, dtype=np.float64)
     if scores.shape != (len(clips), len(classes)):
         raise ValueError(f"scores shape {scores.shape} != ({len(clips)}, {len(classes)})")
+    finite = np.isfinite(scores).all(1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise ValueError(f"{path}: clip {clips[i]!r}: score row holds NaN or infinity")
     if (scores < -TOLERANCE).any() or np.abs(scores.sum(1) - 1).max(initial=0) > TOLERANCE:
         raise ValueError(f"{path}: score rows must be probabilities summing to 1")
     table = pd.DataFrame(scores, columns=list(classes))
@@ -49,14 +56,24 @@ def write(
 
 
 def read(path: str | Path, classes: Sequence[str]) -> pd.DataFrame:
-    """Read a scores file, indexed by clip; check its class columns and its rows."""
+    """Read a scores file, indexed by clip; check its class columns and its rows.
+
+    Raises ConfigError naming the file and the clip for a row that holds NaN or infinity
+    or does not sum to 1.
+    """
     path = Path(path)
     table = pd.read_csv(path, sep="\t", dtype={"clip": str, "split": str}, keep_default_na=False)
     missing = [c for c in ["clip", "split", *classes] if c not in table.columns]
     if missing:
         raise ConfigError(f"{path}: missing columns {missing}")
-    sums = table[list(classes)].to_numpy(float).sum(1)
+    names = table["clip"].to_numpy()
+    values = table[list(classes)].to_numpy(float)
+    finite = np.isfinite(values).all(1)
+    if not finite.all():
+        i = int(np.flatnonzero(~finite)[0])
+        raise ConfigError(f"{path}: row of clip {names[i]!r} holds NaN or infinity")
+    sums = values.sum(1)
     bad = np.flatnonzero(np.abs(sums - 1) > 1e-3)
     if len(bad):
-        raise ConfigError(f"{path}: row of clip {table.clip[bad[0]]!r} sums to {sums[bad[0]]:.4f}")
+        raise ConfigError(f"{path}: row of clip {names[bad[0]]!r} sums to {sums[bad[0]]:.4f}")
     return table.set_index("clip", drop=False)

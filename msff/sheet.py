@@ -10,6 +10,7 @@ sheet's folder, so a sheet and its clips can move together.
 from __future__ import annotations
 
 import csv
+import io
 import os
 import re
 from collections.abc import Iterable
@@ -255,6 +256,7 @@ def write(clips: list[Clip], out: Path, streams: dict[str, tuple[bool, bool]] | 
 def read(path: str | Path) -> pd.DataFrame:
     """Read a sheet, with explicit dtypes, indexed by clip id, paths made absolute.
 
+    Lines starting with ``#`` are comments; a ``#`` elsewhere is part of its field.
     Raises ConfigError naming the sheet for a missing column, a duplicate clip id or a
     speaker in two splits. Per-row checks (id pattern, split values) belong to the
     schema ``clips.schema.yaml``.
@@ -263,7 +265,11 @@ def read(path: str | Path) -> pd.DataFrame:
     if not path.exists():
         raise ConfigError(f"{path}: no such clip sheet")
     dtypes = {c: str for c in COLUMNS}
-    sheet = pd.read_csv(path, sep="\t", dtype=dtypes, keep_default_na=False, comment="#")
+    # A line starting with '#' is a comment; a '#' inside a field (a file named
+    # "take #2.mp4") is data: pandas' comment= would cut the row there.
+    text = path.read_text(encoding="utf-8")
+    kept = "".join(line for line in io.StringIO(text) if not line.lstrip().startswith("#"))
+    sheet = pd.read_csv(io.StringIO(kept), sep="\t", dtype=dtypes, keep_default_na=False)
     missing = [c for c in COLUMNS if c not in sheet.columns]
     if missing:
         raise ConfigError(f"{path}: missing columns {missing}")

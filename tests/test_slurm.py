@@ -172,8 +172,9 @@ SelectTypeParameters=CR_CPU
 ReturnToService=2
 # a cancelled job's processes get SIGKILL 5 s after SIGTERM
 KillWait=5
-# finished jobs stay visible to squeue (the plugin's status command) and scontrol for 10 min
-MinJobAge=600
+# finished jobs stay visible to squeue (the plugin's status command) and scontrol for a day:
+# with 600 s, a slow machine purged job records before the test read them
+MinJobAge=86400
 # the node as declared here, even where the machine has fewer CPUs or less memory
 SlurmdParameters=config_overrides
 NodeName=localhost NodeAddr=127.0.0.1 CPUs={cpus} RealMemory={max(mem_mb, 8000)} State=UNKNOWN

@@ -8,6 +8,7 @@ import h5py
 import numpy as np
 
 from msff import audio, cache
+from msff.errors import BadClipError
 from msff.stages import log, recording_bad_clips, upstream_error
 
 
@@ -63,11 +64,22 @@ def spectrograms(
 
 
 def opensmile(clip: str, audio_h5: str | Path, out: str | Path) -> str:
-    """Write the 384 IS09_emotion functionals of the clip's audio."""
+    """Write the 384 IS09_emotion functionals of the clip's audio.
+
+    Features holding NaN or infinity make the clip bad (an error cache naming it): the
+    SVM then scores it as unheard instead of failing on it.
+    """
 
     def work():
         waveform, meta = _waveform(audio_h5)
         values, names = audio.opensmile_functionals(waveform, meta["sample_rate"])
+        bad = np.flatnonzero(~np.isfinite(values))
+        if len(bad):
+            shown = ", ".join(str(names[i]) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
+            raise BadClipError(
+                f"{audio_h5}: non-finite openSMILE features ({len(bad)} of {len(values)}"
+                f" NaN or infinite: {shown})"
+            )
         with cache.atomic_h5(out, clip) as f:
             f.create_dataset("features", data=values)
             f.attrs.update(
