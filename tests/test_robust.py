@@ -24,11 +24,11 @@ import msff.audio
 from msff import cache, datasets, media, scores, sheet
 from msff.errors import BadClipError, ConfigError
 from msff.faces import FaceDetector
+from msff.heads.svm import _features
 from msff.stages import recording_bad_clips
 from msff.stages.audio import opensmile
 from msff.stages.faces import align_faces
 from msff.stages.media import extract_audio, extract_frames
-from msff.stages.svm import _features
 
 from .conftest import CREMA_D, MEAD_FRONT, RAVDESS_AV, REPO, SPEECH_NEUTRAL, ffmpeg
 
