@@ -159,13 +159,6 @@ rule crossval:
         unpack(crossval_scores),
         zeroshot="results/crossval/fer2013_zeroshot.tsv",
         provenance=lambda wildcards: sum(crossval_provenance().values(), []),
-        # Every fold's trained networks: a deleted one is trained again, with what follows.
-        models=lambda wildcards: [
-            path.replace(".json", ".pt")
-            for name, paths in crossval_provenance().items()
-            if name != "fer2013_zeroshot"
-            for path in paths
-        ],
         code=msff_code("msff.crossval"),
     output:
         metrics=report(
