@@ -26,7 +26,8 @@ def snakemake(work: Path, *args: str) -> subprocess.CompletedProcess:
     # The training rules ask for a card (resources gpu=1) and the workstation profile has
     # one; without a GPU, --resources gpu=2 lets two fold jobs run side by side.
     options = ["--cores", "2", "--resources", "gpu=2"]
-    proc = subprocess.run([*cmd, "crossval", *options, *args], capture_output=True, text=True)
+    # Targets first: --resources takes every word after it.
+    proc = subprocess.run([*cmd, "crossval", *args, *options], capture_output=True, text=True)
     if proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
