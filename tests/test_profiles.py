@@ -50,9 +50,13 @@ def cli_options() -> set[str]:
 
 def workflow_rules() -> set[str]:
     return {
-        m
+        name
         for path in (REPO / "workflow" / "rules").glob("*.smk")
-        for m in re.findall(r"^rule (\w+):", path.read_text(), re.M)
+        for found in re.findall(
+            r"^(?:rule (\w+):|use rule \w+ as (\w+) with:)", path.read_text(), re.M
+        )
+        for name in found  # a rule, or a rule made from another (use rule ... as ...)
+        if name
     }
 
 

@@ -3,14 +3,6 @@
 # weighted_* rules are the models' own rules with that one flag flipped; class_weighting
 # only tabulates. In the default target when config class_weighting is true; else
 # `snakemake class_weighting`.
-FLIPPED = msff.stages.weighting.flipped(HEADS)
-
-
-def weighted_models():
-    """The run's trained models (the zero-shot classifier trains nothing)."""
-    return [m.name for m in MODELS if m.head != "zeroshot"]
-
-
 use rule finetune_cnn as weighted_finetune_cnn with:
     output:
         model="results/class_weighting/models/{backbone}_cnn.pt",

@@ -1,5 +1,6 @@
 import os
 import re
+from functools import cache
 from pathlib import Path
 
 from snakemake.utils import validate
@@ -192,3 +193,63 @@ def get_final_output():
     if config["fusion"]["submission"]:
         outputs.append("results/submission")
     return outputs
+
+
+# `snakemake crossval` (workflow/rules/crossval.smk): the folds and their files.
+@cache
+def folds():
+    """Every clip's fold, and each fold's clips with their split (decided at parse time)."""
+    import msff.folds
+
+    records = clip_records()
+    k, seed = config["crossval"]["folds"], config["seed"]
+    fold = msff.folds.assign_folds(records, CLASSES, k, seed)
+    return fold, [
+        msff.folds.fold_records(records, fold, i, CLASSES, seed) for i in range(k)
+    ]
+
+
+def fold_clips(wildcards):
+    return folds()[1][int(wildcards.fold)]
+
+
+def crossval_files(wildcards=None):
+    """Model -> (scores, provenance) of every fold, for the face models config turns on."""
+    trained = {}
+    for backbone in config["models"]["face_backbones"]:
+        trained[f"{backbone}_frames"] = ("scores/{b}_frames.tsv", "models/{b}_cnn.json")
+        trained[f"{backbone}_blstm"] = ("scores/{b}_blstm.tsv", "models/{b}_blstm.json")
+        for name in (f"{backbone}_frames", f"{backbone}_blstm"):
+            trained[name] = tuple(p.format(b=backbone) for p in trained[name])
+    if config["models"]["c3d"]:
+        trained["c3d"] = ("scores/c3d.tsv", "models/c3d.json")
+    return {
+        name: tuple(
+            expand(
+                f"results/crossval/fold{{fold}}/{path}",
+                fold=range(config["crossval"]["folds"]),
+            )
+            for path in paths
+        )
+        for name, paths in trained.items()
+    }
+
+
+def crossval_scores(wildcards=None):
+    return {name: files[0] for name, files in crossval_files().items()}
+
+
+def crossval_provenance(wildcards=None):
+    """Provenance of every fold's models: their training seconds go into the table."""
+    trained = {name: files[1] for name, files in crossval_files().items()}
+    return {"fer2013_zeroshot": ["results/crossval/fer2013_zeroshot.json"], **trained}
+
+
+# `class_weighting: true` (workflow/rules/class_weighting.smk): each head's arguments with
+# train.class_weighted flipped, and the models retrained with them.
+FLIPPED = msff.stages.weighting.flipped(HEADS)
+
+
+def weighted_models():
+    """The run's trained models (the zero-shot classifier trains nothing)."""
+    return [m.name for m in MODELS if m.head != "zeroshot"]

@@ -3,62 +3,6 @@
 # more value of a wildcard of the face models' own rules: the folds train in parallel, a
 # rerun redoes only what changed, and the `crossval` rule only tabulates. A fold's job
 # takes one thread: small models gain little from a second, folds side by side gain 2x.
-from functools import cache
-
-
-@cache
-def folds():
-    """Every clip's fold, and each fold's clips with their split (decided at parse time)."""
-    import msff.folds
-
-    records = clip_records()
-    k, seed = config["crossval"]["folds"], config["seed"]
-    fold = msff.folds.assign_folds(records, CLASSES, k, seed)
-    return fold, [
-        msff.folds.fold_records(records, fold, i, CLASSES, seed) for i in range(k)
-    ]
-
-
-def fold_clips(wildcards):
-    return folds()[1][int(wildcards.fold)]
-
-
-def crossval_models():
-    """Model -> scores file pattern of each fold, for the face models config turns on."""
-    out = {}
-    for backbone in config["models"]["face_backbones"]:
-        out[f"{backbone}_frames"] = (
-            f"results/crossval/fold{{fold}}/scores/{backbone}_frames.tsv"
-        )
-        out[f"{backbone}_blstm"] = (
-            f"results/crossval/fold{{fold}}/scores/{backbone}_blstm.tsv"
-        )
-    if config["models"]["c3d"]:
-        out["c3d"] = "results/crossval/fold{fold}/scores/c3d.tsv"
-    return out
-
-
-def crossval_scores(wildcards=None):
-    return {
-        name: expand(pattern, fold=range(config["crossval"]["folds"]))
-        for name, pattern in crossval_models().items()
-    }
-
-
-def crossval_provenance(wildcards=None):
-    """Provenance of every fold's models: their training seconds go into the table."""
-    trained = {
-        name: [
-            path.replace("/scores/", "/models/")
-            .replace("_frames.tsv", "_cnn.json")
-            .replace(".tsv", ".json")
-            for path in paths
-        ]
-        for name, paths in crossval_scores().items()
-    }
-    return {"fer2013_zeroshot": ["results/crossval/fer2013_zeroshot.json"], **trained}
-
-
 use rule finetune_cnn as crossval_finetune_cnn with:
     output:
         model="results/crossval/fold{fold}/models/{backbone}_cnn.pt",
