@@ -19,8 +19,9 @@ def _features(path: str | None) -> tuple[np.ndarray | None, str]:
     if path is None:
         return None, "no audio stream"
     with h5py.File(path, "r") as f:
-        if f.attrs["error"]:
-            return None, "audio could not be decoded"
+        error = f.attrs["error"]
+        if error:  # what went wrong, without the "clip <id>: " every cache error starts with
+            return None, f"no usable audio: {error.split(': ', 1)[-1]}"
         if f.attrs.get("silent", False):
             return None, "silent audio track"
         return f["features"][()], ""
