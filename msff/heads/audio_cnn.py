@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msff import cache
 from msff.datasets import SpectrogramSegments
 from msff.devices import pick_device
 from msff.heads import blstm, common
@@ -130,20 +129,13 @@ def audio_features(
     """The fc7 features of every scale-1.0 segment of every clip that can be heard."""
     dev = pick_device(device)
     built, meta = rebuild(model_pt)
-    cache.write_features(
+    common.write_features(
         out,
-        dict(backbone=meta["backbone"], fc_width=meta["fc_width"], weights=meta["weights"]),
-        (
-            (
-                c["clip"],
-                common.features(
-                    built.model,
-                    segment_batches(spectrograms_h5.get(c["clip"]), built.prepare, batch_size),
-                    dev,
-                ),
-            )
-            for c in clips
-        ),
+        clips,
+        meta,
+        built.model,
+        lambda clip: segment_batches(spectrograms_h5.get(clip), built.prepare, batch_size),
+        dev,
     )
 
 

@@ -123,6 +123,18 @@ def global_owners(dataset, idx) -> np.ndarray:
     return np.asarray(idx, dtype=int)[dataset.owner] if len(dataset) else dataset.owner
 
 
+def write_features(out, clips: list[dict], meta: dict, model, batches_of, dev) -> None:
+    """A features file (:mod:`msff.cache` layout): ``model.features`` of every clip's batches.
+
+    ``batches_of(clip)`` gives a clip's prepared inputs in batches ([] when it has none).
+    """
+    cache.write_features(
+        out,
+        dict(backbone=meta["backbone"], fc_width=meta["fc_width"], weights=meta["weights"]),
+        ((c["clip"], features(model, batches_of(c["clip"]), dev)) for c in clips),
+    )
+
+
 @torch.no_grad()
 def features(model, batches, dev) -> np.ndarray:
     """``model.features`` of every batch, concatenated; bf16 and channels-last on a card."""

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from msff import cache, registry
+from msff import registry
 from msff.datasets import FaceFrames, centre_crop, found_rows
 from msff.devices import pick_device
 from msff.errors import ConfigError
@@ -200,20 +200,13 @@ def cnn_features(
     """The fc7 features of every found face of every clip, one HDF5 dataset per clip."""
     dev = pick_device(device)
     built, meta = rebuild(model_pt)
-    cache.write_features(
+    common.write_features(
         out,
-        dict(backbone=meta["backbone"], fc_width=meta["fc_width"], weights=meta["weights"]),
-        (
-            (
-                c["clip"],
-                common.features(
-                    built.model,
-                    face_batches(faces_h5.get(c["clip"]), meta["crop"], built.prepare, batch_size),
-                    dev,
-                ),
-            )
-            for c in clips
-        ),
+        clips,
+        meta,
+        built.model,
+        lambda clip: face_batches(faces_h5.get(clip), meta["crop"], built.prepare, batch_size),
+        dev,
     )
 
 
