@@ -42,19 +42,6 @@ from msff.heads.frame_cnn import cnn_features, finetune_cnn
 from msff.logs import log
 
 
-def zero_shot(
-    faces_h5: dict[str, str], records: list[dict], classes: list[str], weights: str | None
-) -> tuple[np.ndarray, list[str]]:
-    """FER2013 mini-Xception with its own head: the mean of its frame softmax per clip.
-
-    Its seven classes are mapped to ours by name; classes that no clip of ``records`` has
-    (neutral, on CK+) get probability 0, so the argmax picks among the sheet's classes.
-    """
-    return zeroshot.scores_of(
-        records, faces_h5, classes, sorted({r["class"] for r in records}), weights
-    )
-
-
 def fold_assignment(
     records: list[dict], classes: list[str], folds: int, seed: int
 ) -> tuple[np.ndarray, list[list[dict]]]:
@@ -171,7 +158,10 @@ def write_zeroshot(
     ``out_record``: a JSON beside them with the seconds it took, for the metrics table.
     """
     started = time.perf_counter()
-    rows, notes = zero_shot(faces_h5, records, classes, weights)
+    # Classes no clip of the sheet has (neutral, on CK+) get probability 0, so the argmax
+    # picks among the classes the clips can be scored on.
+    kept = sorted({r["class"] for r in records})
+    rows, notes = zeroshot.scores_of(records, faces_h5, classes, kept, weights)
     ids = [r["clip"] for r in records]
     scores.write(out, ids, ["all"] * len(records), rows, classes, notes)
     if out_record:
