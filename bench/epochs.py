@@ -12,18 +12,21 @@ preset's arguments (:func:`msff.config.head_arguments`) but ``epochs = 1``, a ch
 as the rules write one, and the features the BLSTMs read made by ``cnn_features`` and
 ``audio_features``. Per head it reports the training and validation items, the epoch's
 seconds (the training pass and the validation pass, from the model's provenance
-history), the seconds of the whole call (building the network, the epoch, scoring every
-clip, saving) and, on a card, the peak of ``torch.cuda.max_memory_allocated``. The SVM
-has no epochs: its row is the whole fit (grid search, refit, calibration).
+history), the wall and CPU seconds of the whole call (building the network, the epoch,
+scoring every clip, saving; CPU seconds count every thread, and on a shared machine say
+more than the wall clock) and, on a card, the peak of ``torch.cuda.max_memory_allocated``.
+The SVM has no epochs: its row is the whole fit (grid search, refit, calibration) on the
+training clips with openSMILE features.
 
-``--seconds S`` cuts every clip to its first S seconds from ``--start`` first (the
-smoke test of ``bench/gpu.py`` runs the paper's sizes on a CPU that way).
+``--seconds S`` cuts every clip to S seconds from ``--start`` first (the smoke test of
+``bench/gpu.py`` runs the paper's sizes on a CPU that way).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import tempfile
@@ -146,6 +149,7 @@ def time_heads(
     heads = msff_config.head_arguments(cfg)
     classes = cfg["labels"]["classes"]
     clips = [{k: r[k] for k in ("clip", "class", "split", "speaker")} for r in records]
+    heard = [c for c in clips if c["clip"] in caches["opensmile"]]
     out = work / "models"
     out.mkdir(exist_ok=True)
     counter = ItemCounter()
@@ -155,17 +159,19 @@ def time_heads(
     def timed(head: str, provenance: Path | None, call) -> None:
         counter.items = (0, 0)
         _peak_reset(dev)
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         call()
-        seconds = time.perf_counter() - started
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
         epoch = None
         if provenance is not None:
             epoch = json.loads(provenance.read_text())["history"]["epochs"][0]["seconds"]
+        else:  # the SVM: no epochs, its training clips are the heard ones
+            counter.items = (sum(c["split"] == "train" for c in heard), 0)
         train_items, val_items = counter.items
         rate = (train_items + val_items) / epoch if epoch else None
         rows.append(
             dict(head=head, train_items=train_items, val_items=val_items, epoch_s=epoch)
-            | dict(items_s=rate, call_s=seconds, peak_gpu_mb=_peak_mb(dev))
+            | dict(items_s=rate, call_s=seconds, call_cpu_s=cpu, peak_gpu_mb=_peak_mb(dev))
         )
 
     def kept(name):  # a model file, its provenance, and its checkpoint, as the rules name them
@@ -290,11 +296,12 @@ def markdown(rows: list[dict]) -> str:
 
 
 def machine(device: str) -> str:
-    """One line: the machine, torch, the device, the date."""
+    """One line: the machine, torch, the device, the date, the load average now."""
     card = torch.cuda.get_device_name(0) if device.startswith("cuda") else "no GPU used"
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (
-        f"{platform.machine()}, {torch.get_num_threads()} threads, torch {torch.__version__}, "
-        f"{card}, {date.today()}"
+        f"{platform.machine()}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, "
+        f"torch {torch.__version__}, {card}, {date.today()}, load average {load}"
     )
 
 
@@ -317,6 +324,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> None:
     """Build the caches, time every head, print the table."""
     args = parse_args(argv)
+    print(machine(args.device), "(start)")
     set_cpu_threads(args.threads)
     cfg = load_config(args.config, args.preset)
     records = clip_records(args.sheet, cfg, args.clips)
