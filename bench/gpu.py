@@ -30,8 +30,9 @@ batches not timed):
   grad; on a card bf16 autocast and channels_last, as the feature stage runs;
 - **inference**: :func:`msff.heads.common.features`, what ``cnn_features`` and
   ``audio_features`` call, on the same batches from host memory (copies included);
-- **training**: :func:`msff.train.fit` for one epoch over the same items (SGD at the
-  paper's rate, the loop every head trains with); the network is trained as built:
+- **training**: :func:`msff.train.fit` for one epoch over the items as the head trains
+  on them (augmented; spectrograms at every rate scale), SGD at the paper's rate, the
+  loop every head trains with; the network is trained as built:
   fc layers only on pretrained convolutions (the paper's fine-tuning), every layer when
   the config names no weight file (from scratch) -- the ``trained`` column says which;
 
@@ -77,17 +78,23 @@ def build(name: str, cfg: dict):
     return frame_cnn.build(name, classes, models["fc_width"], weights)
 
 
-def items(name: str, built, cfg: dict, caches: dict, labels: dict[str, int]) -> Dataset:
-    """The real items this backbone sees in training, prepared by its own ``prepare``."""
+def items(name: str, built, cfg: dict, caches: dict, labels: dict, train: bool) -> Dataset:
+    """The real items this backbone sees, prepared by its own ``prepare``.
+
+    ``train``: augmented as its head trains (faces flipped, shifted and randomly cropped;
+    spectrograms at every rate scale with the paper's noise); else as at test time.
+    """
     models = msff_config.preset(cfg)["models"]
+    augment = train and cfg["train"]["augment"]
     kind = "spectrograms" if name == "vgg19" else "faces"
     paths, targets = list(caches[kind].values()), [labels[c] for c in caches[kind]]
     if name == "c3d":
         frames, size, crop = models["c3d_frames"], models["c3d_size"], models["cnn_crop"]
-        return FaceClips(paths, targets, frames, 1, crop, size, False, built.prepare)
-    if name == "vgg19":  # every rate scale, with the paper's noise, as in training
-        return SpectrogramSegments(paths, targets, True, built.prepare)
-    return FaceFrames(paths, targets, models["cnn_crop"], built.prepare, False)
+        return FaceClips(paths, targets, frames, frames // 2, crop, size, augment, built.prepare)
+    if name == "vgg19":
+        noise = cfg["audio_augmentation"] if augment else dict(gaussian_std=0, salt_pepper=0)
+        return SpectrogramSegments(paths, targets, train, built.prepare, **noise)
+    return FaceFrames(paths, targets, models["cnn_crop"], built.prepare, augment)
 
 
 def batches(data: Dataset, batch: int, n: int) -> list[torch.Tensor]:
@@ -180,8 +187,9 @@ def time_backbone(name: str, cfg: dict, caches: dict, labels: dict, args) -> dic
     """One row: bare forward, inference and training items/s of one backbone, and memory."""
     dev = torch.device(args.device)
     built = build(name, cfg)
-    data = items(name, built, cfg, caches, labels)
-    xs = batches(data, args.batch, args.warmup + args.iterations)
+    xs = batches(
+        items(name, built, cfg, caches, labels, False), args.batch, args.warmup + args.iterations
+    )
     timed = args.iterations * args.batch
     if dev.type == "cuda":
         torch.cuda.reset_peak_memory_stats(dev)
@@ -191,6 +199,7 @@ def time_backbone(name: str, cfg: dict, caches: dict, labels: dict, args) -> dic
     if dev.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(dev)
+    data = items(name, built, cfg, caches, labels, True)
     train = timed / training(built.model, data, args, dev, cfg)
     row = dict(
         backbone=name,
