@@ -416,7 +416,7 @@ def test_the_rules_resources_reach_slurm(slurm_run):
     assert c3d["NumCPUs"] == "2"
     assert c3d["MinMemoryNode"] == "8000M"
     assert c3d["TimeLimit"] == slurm_time(60)
-    assert "gpu" not in c3d["ReqTRES"], c3d["ReqTRES"]
+    assert c3d["TRES"].startswith("cpu=2,mem=8000M") and "gpu" not in c3d["TRES"], c3d["TRES"]
     # the batch: no wider than `cores`, and the memory of its largest job, align_faces
     assert group["NumCPUs"] == str(profile()["cores"])
     assert group["MinMemoryNode"] == "4000M"
