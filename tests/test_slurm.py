@@ -297,9 +297,10 @@ def slurm_run(cluster, tmp_path_factory):
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["samples"] = str(work / "clips.tsv")
     config["class_weighting"] = True  # its rule too (off by default: it trains every head twice)
+    config["gpus_per_job"] = 0  # no cards on this cluster
     (work / "config.yaml").write_text(yaml.safe_dump(config))
 
-    env = dict(cluster.env, MSFF_SLURM_PARTITION=PARTITION, MSFF_SLURM_GPUS="0")  # no cards
+    env = dict(cluster.env, MSFF_SLURM_PARTITION=PARTITION)
     env.pop("MSFF_SLURM_ACCOUNT", None)  # no accounts without slurmdbd
     cmd = [
         sys.executable,
@@ -399,19 +400,24 @@ def test_per_clip_rules_are_batched_into_one_job(slurm_run):
         assert executed(by_folder[f"rule_{rule}"]["log"]) == {(rule, "")}, rule
 
 
-def test_the_profiles_resources_reach_slurm(slurm_run):
+def test_the_rules_resources_reach_slurm(slurm_run):
+    """What each rule declares (workflow/rules/common.smk) is what sbatch asks for."""
     _, _, jobs = slurm_run
-    settings = profile()
-    defaults = settings["default-resources"]
     group = job_of(jobs, "group_preprocess")
     qc = job_of(jobs, "rule_qc")
-    # qc asks for the default resources
-    assert qc["NumCPUs"] == str(defaults["cpus_per_task"])
-    assert qc["MinMemoryNode"] == f"{defaults['mem_mb']}M"
-    assert qc["TimeLimit"] == slurm_time(eval(defaults["runtime"], {"attempt": 1}))
+    c3d = job_of(jobs, "rule_train_c3d")
+    # qc: one thread, SMALL_JOB_RESOURCES
+    assert qc["NumCPUs"] == "1"
+    assert qc["MinMemoryNode"] == "4000M"
+    assert qc["TimeLimit"] == slurm_time(10)
+    # a training rule: its threads, TRAINING_RESOURCES, and no card (gpus_per_job: 0)
+    assert c3d["NumCPUs"] == "2"
+    assert c3d["MinMemoryNode"] == "8000M"
+    assert c3d["TimeLimit"] == slurm_time(60)
+    assert "gpu" not in c3d["ReqTRES"], c3d["ReqTRES"]
     # the batch: no wider than `cores`, and the memory of its largest job, align_faces
-    assert group["NumCPUs"] == str(settings["cores"])
-    assert group["MinMemoryNode"] == f"{settings['set-resources']['align_faces']['mem_mb']}M"
+    assert group["NumCPUs"] == str(profile()["cores"])
+    assert group["MinMemoryNode"] == "4000M"
 
 
 def test_predict_on_held_back_clips_agrees_with_the_workflow(slurm_run):

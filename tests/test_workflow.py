@@ -431,16 +431,31 @@ def test_predict_reproduces_the_fused_scores_of_the_workflow(full_run):
     config = yaml.safe_load((work / "config.yaml").read_text())
     classes = config["labels"]["classes"]
     from msff import scores
-    from msff.predict import predict, run_config
+    from msff.predict import Predictor, run_config
 
     cfg = run_config(work / "results")
     assert cfg["presets"]["cpu"]["models"]["epochs"] == 2  # the run's config, not the repo's
     fused = scores.read(work / "results" / "scores" / "fusion.tsv", classes)
+    frame_cnn = scores.read(work / "results" / "scores" / "fer2013_frames.tsv", classes)
     paths = {r["clip"]: r["path"] for r in rows}
     for clip, face_input in (("crema_angry", "detect"), ("ck_surprise", "precropped")):
-        result = predict(paths[clip], work / "results", dict(cfg, face_input=face_input))
-        got = np.array([result["scores"][c] for c in classes])
+        predictor = Predictor(work / "results", dict(cfg, face_input=face_input))
+        result = predictor(paths[clip], per_frame=True)
+        got = np.array([result.scores[c] for c in classes])
         # fc7 features are stored as float16 in the workflow, and predict rounds the same
         # way; scores are written with 6 significant digits.
         np.testing.assert_allclose(got, fused.loc[clip, classes].to_numpy(float), atol=2e-3)
-        assert result["label"] == classes[int(np.argmax(fused.loc[clip, classes]))]
+        assert result.label == classes[int(np.argmax(fused.loc[clip, classes]))]
+        assert result.mode == "fused" and not result.models_unable
+        # Per frame: a row per frame of the run's faces cache, the frame CNN's scores,
+        # whose mean over the found faces is what the workflow wrote for the clip.
+        frames = pd.DataFrame(result.frames)
+        with h5py.File(work / "results" / "faces" / f"{clip}.h5", "r") as f:
+            found = f["found"][()]
+        assert len(frames) == len(found) and (frames["found"].to_numpy() == found).all()
+        assert set(frames["model"]) == {"fer2013_frames"}
+        np.testing.assert_allclose(
+            frames.loc[frames["found"], classes].to_numpy(float).mean(0),
+            frame_cnn.loc[clip, classes].to_numpy(float),
+            atol=2e-3,
+        )

@@ -36,6 +36,8 @@ rule plots:
         "logs/plots.log",
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
     params:
         provenance=provenance_files(),
     script:
