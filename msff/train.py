@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from msff import cache
 from msff.errors import TrainingError
+from msff.logs import duration
 
 
 @dataclass(frozen=True)
@@ -285,9 +286,13 @@ def fit(
             key = (-train_loss,)
         row["seconds"] = time.perf_counter() - start
         history.epochs.append(row)
-        log(
-            " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        line = " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
         )
+        if epoch < settings.epochs:  # at most this many are left: early stopping may end sooner
+            left = settings.epochs - epoch
+            line += f" | at most {left} epochs left, ETA {duration(left * row['seconds'])}"
+        log(line)
         if best_key is None or key > best_key:
             best_key, best_state, waited = key, copy.deepcopy(model.state_dict()), 0
             history.best_epoch = epoch

@@ -107,12 +107,17 @@ def test_slurm_profile_holds_only_site_settings(monkeypatch):
     assert "slurm_partition=gpu_short" in as_arguments("slurm")["default-resources"]
 
 
-def planned_resources(tmp_path, **config_changes) -> dict[str, dict]:
-    """Each rule's resources as Snakemake plans its jobs for the demo (a dry run, no profile)."""
+def demo_config(tmp_path, **changes) -> None:
+    """The repository's config, on the demo clips, with ``changes``, in tmp_path/config.yaml."""
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["samples"] = str(REPO / "demo" / "clips.tsv")
-    config.update(config_changes)
+    config.update(changes)
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def planned_resources(tmp_path, **config_changes) -> dict[str, dict]:
+    """Each rule's resources as Snakemake plans its jobs for the demo (a dry run, no profile)."""
+    demo_config(tmp_path, **config_changes)
     # -n --verbose prints every planned job's rule and resources (no profile: the rules' own).
     proc = subprocess.run(
         [
@@ -178,9 +183,7 @@ def test_default_profile_keeps_gpu_jobs_to_one_card():
 
 @pytest.mark.parametrize("name", PROFILES)
 def test_dry_run_of_the_demo_with_the_profile(name, tmp_path):
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["samples"] = str(REPO / "demo" / "clips.tsv")
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    demo_config(tmp_path)
     proc = subprocess.run(
         [
             sys.executable,

@@ -58,6 +58,7 @@ rule evaluate:
             "results/evaluation/table1.tsv",
             caption="../report/table1.rst",
             category="2. Models",
+            subcategory="Accuracy table",
         ),
         table2=report(
             "results/evaluation/table2.tsv",
