@@ -40,6 +40,7 @@ def train_blstm(
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
     features, source = cache.read_features(features_h5, [c["clip"] for c in clips])
+    common.check_finite_features(features, clips, features_h5, Path(out_model).stem)
     labels = common.labels(clips, classes)
 
     def windowed(idx):
