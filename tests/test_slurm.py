@@ -418,9 +418,10 @@ def test_the_rules_resources_reach_slurm(slurm_run):
     assert c3d["TimeLimit"] == slurm_time(60)
     asked = {k: v for k, v in c3d.items() if k.upper().startswith("TRES")}  # TRES, TresPerJob...
     assert "TRES" in asked and not any("gpu" in v for v in asked.values()), asked
-    # the batch: no wider than `cores`, and the memory of its largest job, align_faces
+    # the batch: no wider than `cores`, and the memory of the jobs it runs side by side:
+    # two align_faces (one thread each) on its 2 CPUs
     assert group["NumCPUs"] == str(profile()["cores"])
-    assert group["MinMemoryNode"] == "4000M"
+    assert group["MinMemoryNode"] == "8000M"
 
 
 def test_predict_on_held_back_clips_agrees_with_the_workflow(slurm_run):
