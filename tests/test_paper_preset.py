@@ -34,7 +34,6 @@ import torch
 import yaml
 
 from msff import registry, scores
-from msff.datasets import FaceClips
 from msff.heads import c3d as c3d_head
 
 from .conftest import CREMA_D, DATA, RAVDESS_AV, REPO, ffmpeg
@@ -188,19 +187,10 @@ def test_networks_have_the_papers_architecture_and_recipe(paper_run):
 
 def test_c3d_sees_16_frames_of_112_px(paper_run):
     work, _ = paper_run
-    built, meta = c3d_head.rebuild(work / "results" / "models" / "c3d.pt")
+    loaded = c3d_head.rebuild(work / "results" / "models" / "c3d.pt")
+    meta = loaded[1]
     assert (meta["frames"], meta["size"], meta["width"]) == (16, 112, 1.0)
-    faces = str(work / "results" / "faces" / "ravdess_happy.h5")
-    windows = FaceClips(
-        [faces],
-        [0],
-        meta["frames"],
-        meta["stride"],
-        meta["crop"],
-        meta["size"],
-        False,
-        built.prepare,
-    )
+    windows = c3d_head.clip_windows(loaded, work / "results" / "faces" / "ravdess_happy.h5")
     assert windows[0][0].shape == (3, 16, 112, 112)  # 12 frames, looped to fill it
 
 

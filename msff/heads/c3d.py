@@ -129,8 +129,15 @@ def infer(
     """
     if not len(found_rows(faces_h5)):
         return None
+    built, _ = loaded
+    dev = next(built.model.parameters()).device
+    return predict(built.model, clip_windows(loaded, faces_h5), dev, batch_size=batch_size).mean(0)
+
+
+def clip_windows(loaded: tuple[Built, dict], faces_h5: str | Path) -> FaceClips:
+    """One clip's test-time windows, prepared as the trained C3D reads them."""
     built, meta = loaded
-    windows = FaceClips(
+    return FaceClips(
         [str(faces_h5)],
         [0],
         meta["frames"],
@@ -140,5 +147,3 @@ def infer(
         False,
         built.prepare,
     )
-    dev = next(built.model.parameters()).device
-    return predict(built.model, windows, dev, batch_size=batch_size).mean(0)
