@@ -96,14 +96,19 @@ def write_table(rows: list[dict], path: Path) -> None:
 
     from msff import cache
 
+    check_table_path(path)
     suffix = path.suffix.lower()
     if suffix == ".json":
         text = json.dumps(rows, indent=1, default=float) + "\n"
-    elif suffix in (".tsv", ".csv"):
-        text = pd.DataFrame(rows).to_csv(sep="\t" if suffix == ".tsv" else ",", index=False)
     else:
-        raise MsffError(f"{path}: write .tsv, .csv or .json")
+        text = pd.DataFrame(rows).to_csv(sep="\t" if suffix == ".tsv" else ",", index=False)
     cache.write_text(path, text)
+
+
+def check_table_path(path: Path) -> None:
+    """A table is written as TSV, CSV or JSON, by its suffix; any other is an error."""
+    if path.suffix.lower() not in (".tsv", ".csv", ".json"):
+        raise MsffError(f"{path}: write .tsv, .csv or .json")
 
 
 def predict(args: argparse.Namespace) -> None:
@@ -115,9 +120,9 @@ def predict(args: argparse.Namespace) -> None:
     from msff.devices import pick_device, set_cpu_threads
     from msff.predict import Predictor, default_config, run_config
 
-    for out in (args.out, args.per_frame):
-        if out is not None and out.suffix.lower() not in (".tsv", ".csv", ".json"):
-            raise MsffError(f"{out}: write .tsv, .csv or .json")
+    for out in (args.out, args.per_frame):  # before hours of work, not after
+        if out is not None:
+            check_table_path(out)
     set_cpu_threads()  # before any model runs: trained weights hold denormals
     # Rebuilding a trained model logs how it was first built ("from scratch"): not news here.
     logging.getLogger("msff").setLevel(logging.ERROR)
