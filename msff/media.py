@@ -353,45 +353,111 @@ def frames(
     )
 
 
-def audio(
-    path: str | Path, sample_rate: int = 16000, exe: str | None = None, info: Probe | None = None
-) -> np.ndarray:
-    """Decode the audio of a clip to mono float32 in [-1, 1] at ``sample_rate``."""
+def audio_blocks(
+    path: str | Path,
+    sample_rate: int = 16000,
+    exe: str | None = None,
+    info: Probe | None = None,
+    block_s: float = 60.0,
+) -> Iterator[np.ndarray]:
+    """Decode the audio of a clip to mono float32 in [-1, 1] at ``sample_rate``, streamed.
+
+    Yields blocks of ``block_s`` seconds (the last one shorter): memory holds one block,
+    whatever the clip's length. Raises BadClipError for a clip without audio, one ffmpeg
+    cannot decode (after the blocks it did decode) or one that takes longer than
+    DECODE_TIMEOUT_S + DECODE_S_PER_S x its declared length.
+    """
     info = info or probe(path, exe)
     if info.audio is None:
         raise BadClipError(f"{path}: no audio stream")
-    args = (
+    proc = (
         ffmpeg.input(str(path))
         .audio.output("pipe:", format="f32le", ac=1, ar=sample_rate)
         .global_args("-nostdin", "-hide_banner", "-loglevel", "error")
-        .compile(cmd=ffmpeg_exe(exe))
+        .run_async(cmd=ffmpeg_exe(exe), pipe_stdout=True, pipe_stderr=True)
     )
+    # stderr is drained by a thread so a chatty ffmpeg cannot block on a full pipe.
+    err_chunks: list[bytes] = []
+    drain = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()))
+    drain.start()
     limit = DECODE_TIMEOUT_S + DECODE_S_PER_S * (info.duration or 0.0)
+    timed_out = threading.Event()
+
+    def kill():
+        timed_out.set()
+        proc.kill()
+
+    watchdog = threading.Timer(limit, kill)
+    watchdog.daemon = True
+    watchdog.start()
+    block_bytes = 4 * max(1, int(sample_rate * block_s))
+    samples = 0
     try:
-        proc = subprocess.run(args, capture_output=True, timeout=limit)
-    except subprocess.TimeoutExpired:
-        raise BadClipError(f"{path}: audio decoding took over {limit:g} s (stopped)") from None
-    out = proc.stdout
-    if proc.returncode != 0:
-        reason = proc.stderr.decode(errors="replace").strip().splitlines()
+        while buf := proc.stdout.read(block_bytes):
+            if timed_out.is_set():
+                break
+            samples += len(buf) // 4
+            yield np.frombuffer(buf[: len(buf) // 4 * 4], np.float32)
+    finally:
+        watchdog.cancel()
+        proc.stdout.close()
+        code = proc.wait()
+        drain.join()
+    if timed_out.is_set():
+        raise BadClipError(f"{path}: audio decoding took over {limit:g} s (stopped)")
+    if code != 0:
+        reason = b"".join(err_chunks).decode(errors="replace").strip().splitlines()
         raise BadClipError(
             f"{path}: audio could not be decoded ({reason[-1] if reason else 'ffmpeg failed'})"
-        ) from None
-    if not out:
+        )
+    if not samples:
         raise BadClipError(f"{path}: audio stream holds no samples")
-    return np.frombuffer(out, np.float32).copy()
+
+
+def audio(
+    path: str | Path, sample_rate: int = 16000, exe: str | None = None, info: Probe | None = None
+) -> np.ndarray:
+    """Decode the audio of a clip to one mono float32 array in [-1, 1] at ``sample_rate``."""
+    return np.concatenate(list(audio_blocks(path, sample_rate, exe, info)))
+
+
+class LoudestWindow:
+    """The RMS level of a clip's loudest ``window_s`` window, fed its samples block by block.
+
+    The loudest window, not the whole clip: quiet speech with long pauses (RAVDESS "sad"
+    is -55 dBFS over the clip) must not pass for a silent track. Windows start at sample 0;
+    a clip shorter than one window counts as one zero-padded window.
+    """
+
+    def __init__(self, sample_rate: int, window_s: float = 0.1):
+        self.n = max(1, int(sample_rate * window_s))
+        self.rest = np.zeros(0, np.float64)
+        self.windows = 0
+        self.loudest = 0.0
+
+    def add(self, block: np.ndarray) -> None:
+        """Take the clip's next samples."""
+        samples = np.concatenate([self.rest, block.astype(np.float64)])
+        k = len(samples) // self.n
+        if k:
+            rms = np.sqrt(np.mean(np.square(samples[: k * self.n].reshape(k, self.n)), axis=1))
+            self.loudest = max(self.loudest, float(rms.max()))
+            self.windows += k
+        self.rest = samples[k * self.n :]
+
+    @property
+    def dbfs(self) -> float:
+        """The loudest window in dB full scale (-inf: digital silence or no samples)."""
+        rms = self.loudest
+        if not self.windows and len(self.rest):
+            window = np.zeros(self.n, np.float64)
+            window[: len(self.rest)] = self.rest
+            rms = float(np.sqrt(np.mean(np.square(window))))
+        return 20 * np.log10(rms) if rms > 0 else float("-inf")
 
 
 def loudest_dbfs(waveform: np.ndarray, sample_rate: int, window_s: float = 0.1) -> float:
-    """RMS level of the loudest ``window_s`` window, in dB full scale (-inf: digital silence).
-
-    The loudest window, not the whole clip: quiet speech with long pauses (RAVDESS "sad"
-    is -55 dBFS over the clip) must not pass for a silent track.
-    """
-    n = max(1, int(sample_rate * window_s))
-    k = max(1, len(waveform) // n)
-    frames = np.zeros((k, n), np.float64)
-    head = waveform[: k * n].astype(np.float64)
-    frames.reshape(-1)[: len(head)] = head
-    rms = float(np.sqrt(np.mean(np.square(frames), axis=1)).max()) if waveform.size else 0.0
-    return 20 * np.log10(rms) if rms > 0 else float("-inf")
+    """RMS level of the loudest ``window_s`` window, in dB full scale (see LoudestWindow)."""
+    level = LoudestWindow(sample_rate, window_s)
+    level.add(waveform)
+    return level.dbfs

@@ -63,6 +63,24 @@ def test_audio_is_16k_mono_float():
     assert 0.05 < np.abs(waveform).max() <= 1.0
 
 
+def test_audio_streams_in_blocks_and_its_loudest_window_across_them():
+    whole = media.audio(CREMA_D, 16000)
+    blocks = list(media.audio_blocks(CREMA_D, 16000, block_s=0.25))
+    assert len(blocks) == int(np.ceil(len(whole) / 4000))
+    assert {len(b) for b in blocks[:-1]} == {4000}
+    np.testing.assert_array_equal(np.concatenate(blocks), whole)
+    # Blocks of 0.25 s cut the 100-ms windows mid-way: the level carries the rest across.
+    level = media.LoudestWindow(16000)
+    for block in blocks:
+        level.add(block)
+    assert level.dbfs == media.loudest_dbfs(whole, 16000) > -30
+    # Shorter than one window: the one zero-padded window, as for a whole array.
+    short = media.LoudestWindow(16000)
+    short.add(whole[:700])
+    short.add(whole[700:1000])
+    assert short.dbfs == media.loudest_dbfs(whole[:1000], 16000)
+
+
 def test_damaged_clip_decodes_with_a_note():
     stream = media.frames(MEAD_DAMAGED, fps=10)
     n = sum(len(c) for c in stream)

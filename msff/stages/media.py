@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from msff import cache, media
 from msff.stages import log, recording_bad_clips
 
@@ -66,21 +68,34 @@ def extract_audio(
 
     def work():
         info = media.probe(source, ffmpeg)
-        waveform = media.audio(source, sample_rate, ffmpeg, info)
-        note = media.check_length(source, len(waveform) / sample_rate, info.duration, "audio")
-        level = media.loudest_dbfs(waveform, sample_rate)
+        level = media.LoudestWindow(sample_rate)
         with cache.atomic_h5(out, clip) as f:
-            f.create_dataset("waveform", data=waveform, compression="gzip", compression_opts=1)
-            silent = bool(level < silence_dbfs)
+            # Appended block by block: an hour of audio costs the memory of a minute.
+            waveform = f.create_dataset(
+                "waveform",
+                shape=(0,),
+                maxshape=(None,),
+                dtype=np.float32,
+                chunks=(2**16,),
+                compression="gzip",
+                compression_opts=1,
+            )
+            for block in media.audio_blocks(source, sample_rate, ffmpeg, info):
+                level.add(block)
+                n = len(waveform)
+                waveform.resize((n + len(block),))
+                waveform[n:] = block
+            seconds = len(waveform) / sample_rate
+            note = media.check_length(source, seconds, info.duration, "audio")
+            silent = bool(level.dbfs < silence_dbfs)
             f.attrs.update(
-                sample_rate=sample_rate,
-                seconds=len(waveform) / sample_rate,
-                loudest_dbfs=level,
-                silent=silent,
+                sample_rate=sample_rate, seconds=seconds, loudest_dbfs=level.dbfs, silent=silent
             )
             if silent:
                 note = "; ".join(
-                    filter(None, [note, f"silent audio track (loudest 100 ms: {level:.1f} dBFS)"])
+                    filter(
+                        None, [note, f"silent audio track (loudest 100 ms: {level.dbfs:.1f} dBFS)"]
+                    )
                 )
             if note:
                 f.attrs["note"] = note
