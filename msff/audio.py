@@ -11,6 +11,10 @@ first formants live. The segments of all scales start at the same times. Scales 
 
 from __future__ import annotations
 
+import atexit
+import os
+import tempfile
+import threading
 from functools import cache
 
 import numpy as np
@@ -30,8 +34,109 @@ def segment_starts(n_samples: int, sample_rate: int, segment_ms: float, overlap:
     return np.arange(0, n_samples - length + 1, hop), length
 
 
+# Segments whose spectrograms are computed at once: memory holds one block of them, so a
+# recording of an hour costs what a minute does (128 segments are 19 s of speech).
+SEGMENT_BLOCK = 128
+# Samples of the clip's audio read (and resampled) at a time.
+READ_BLOCK = 2**18
+
+
+class _ScaledSpeech:
+    """The speech of a clip at one rate scale, read forward window by window.
+
+    ``waveform`` is anything sliceable (an array, or the cache's HDF5 dataset, read a block
+    at a time); a rate other than ``sample_rate`` is resampled as a stream (soxr HQ, the
+    same samples as ``librosa.resample(..., res_type="soxr_hq")`` of the whole signal).
+    Memory holds the samples between the last window asked for and the read position.
+    """
+
+    def __init__(self, waveform, sample_rate: int, rate: int):
+        import soxr
+
+        self.source, self.n_source, self.read_to = waveform, len(waveform), 0
+        self.resampler = (
+            None
+            if rate == sample_rate
+            else soxr.ResampleStream(sample_rate, rate, 1, dtype="float32", quality="HQ")
+        )
+        # librosa's length of a resampled signal: ceil(n x ratio), padded or cut to it.
+        self.length = int(np.ceil(self.n_source * (rate / sample_rate)))
+        self.buffer, self.offset = np.zeros(0, np.float32), 0
+
+    def window(self, start: int, stop: int) -> np.ndarray:
+        """Samples ``start:stop`` (never before an earlier window's start), zero-padded."""
+        stop_in_signal = min(stop, self.length)
+        while self.offset + len(self.buffer) < stop_in_signal and self.read_to < self.n_source:
+            block = np.asarray(self.source[self.read_to : self.read_to + READ_BLOCK], np.float32)
+            self.read_to += len(block)
+            if self.resampler is not None:
+                block = self.resampler.resample_chunk(block, last=self.read_to >= self.n_source)
+            keep = self.buffer[max(0, start - self.offset) :]
+            self.offset += len(self.buffer) - len(keep)
+            self.buffer = np.concatenate([keep, block])
+        keep = max(0, start - self.offset)
+        self.buffer, self.offset = self.buffer[keep:], self.offset + keep
+        out = self.buffer[start - self.offset : stop_in_signal - self.offset]
+        return np.pad(out, (0, stop - start - len(out)))
+
+
+def spectrogram_blocks(
+    waveform,
+    sample_rate: int,
+    scales: list[float],
+    segment_ms: float = 300,
+    overlap: float = 0.5,
+    window_ms: float = 25,
+    hop_ms: float = 5,
+    image_size: int = 224,
+    top_db: float = 80,
+):
+    """Spectrogram images of every segment at every rate scale, a block of segments at a time.
+
+    ``waveform``: the clip's speech (an array or an HDF5 dataset, read in blocks). Yields
+    ``(r, k, images)``: the images (n, image_size, image_size) uint8 of scale ``scales[r]``
+    for segments ``k`` to ``k + n``. Pixel 255 is the clip's loudest STFT bin at that scale
+    (before the bilinear resize), 0 is ``top_db`` below it or quieter; rows run from high
+    (first) to low (last) frequency, columns in time. Each scale is read twice: once for its
+    loudest bin, once for the images, so memory does not grow with the clip's length.
+    """
+    import librosa
+    from PIL import Image
+
+    starts, _ = segment_starts(len(waveform), sample_rate, segment_ms, overlap)
+
+    def magnitudes(scale: float):
+        rate = int(round(sample_rate * scale))
+        n_fft = max(16, int(round(rate * window_ms / 1000)))
+        hop = max(1, int(round(rate * hop_ms / 1000)))
+        seg_len = int(round(rate * segment_ms / 1000))
+        speech = _ScaledSpeech(waveform, sample_rate, rate)
+        for k in range(0, len(starts), SEGMENT_BLOCK):
+            segments = np.stack(
+                [
+                    speech.window(s, s + seg_len)
+                    for s in (int(round(start * scale)) for start in starts[k : k + SEGMENT_BLOCK])
+                ]
+            )
+            yield k, np.abs(librosa.stft(segments, n_fft=n_fft, hop_length=hop, center=True))
+
+    for r, scale in enumerate(scales):
+        peak = max(float(m.max()) for _, m in magnitudes(scale))
+        for k, block in magnitudes(scale):
+            images = np.empty((len(block), image_size, image_size), np.uint8)
+            reference = max(peak, _MIN_REFERENCE)
+            for i, m in enumerate(block):
+                db = librosa.amplitude_to_db(m, ref=reference, amin=_EPS, top_db=None)
+                scaled = np.clip((db + top_db) / top_db, 0, 1)[::-1]  # low frequencies at bottom
+                image = Image.fromarray(scaled.astype(np.float32), mode="F").resize(
+                    (image_size, image_size), Image.Resampling.BILINEAR
+                )
+                images[i] = np.round(np.clip(np.asarray(image), 0, 1) * 255).astype(np.uint8)
+            yield r, k, images
+
+
 def spectrogram_images(
-    waveform: np.ndarray,
+    waveform,
     sample_rate: int,
     scales: list[float],
     segment_ms: float = 300,
@@ -41,49 +146,50 @@ def spectrogram_images(
     image_size: int = 224,
     top_db: float = 80,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Spectrogram images of every segment at every rate scale.
+    """Every segment's images in one array, for short clips and tests.
 
-    Returns ``images`` (R, K, image_size, image_size) uint8 and the segment start times
-    in seconds (K,). Pixel 255 is the clip's loudest STFT bin at that scale (before the
-    bilinear resize), 0 is ``top_db`` below it or quieter; rows run from high (first) to
-    low (last) frequency, columns in time.
+    Returns ``spectrogram_blocks``' images as (R, K, image_size, image_size) uint8 and the
+    segment start times in seconds (K,).
     """
-    import librosa
-    from PIL import Image
-
     starts, _ = segment_starts(len(waveform), sample_rate, segment_ms, overlap)
     images = np.zeros((len(scales), len(starts), image_size, image_size), np.uint8)
-    for r, scale in enumerate(scales):
-        rate = int(round(sample_rate * scale))
-        y = (
-            waveform
-            if rate == sample_rate
-            else librosa.resample(waveform, orig_sr=sample_rate, target_sr=rate, res_type="soxr_hq")
-        )
-        n_fft = max(16, int(round(rate * window_ms / 1000)))
-        hop = max(1, int(round(rate * hop_ms / 1000)))
-        seg_len = int(round(rate * segment_ms / 1000))
-        magnitudes = []
-        for start in starts:
-            s = int(round(start * scale))
-            segment = y[s : s + seg_len]
-            if len(segment) < seg_len:
-                segment = np.pad(segment, (0, seg_len - len(segment)))
-            magnitudes.append(
-                np.abs(librosa.stft(segment, n_fft=n_fft, hop_length=hop, center=True))
-            )
-        peak = max(float(m.max()) for m in magnitudes)
-        for k, m in enumerate(magnitudes):
-            db = librosa.amplitude_to_db(m, ref=max(peak, _MIN_REFERENCE), amin=_EPS, top_db=None)
-            scaled = np.clip((db + top_db) / top_db, 0, 1)[::-1]  # low frequencies at the bottom
-            image = Image.fromarray(scaled.astype(np.float32), mode="F").resize(
-                (image_size, image_size), Image.Resampling.BILINEAR
-            )
-            images[r, k] = np.round(np.clip(np.asarray(image), 0, 1) * 255).astype(np.uint8)
+    blocks = spectrogram_blocks(
+        waveform, sample_rate, scales, segment_ms, overlap, window_ms, hop_ms, image_size, top_db
+    )
+    for r, k, block in blocks:
+        images[r, k : k + len(block)] = block
     return images, starts / sample_rate
 
 
 IS09_NAME = "IS09_emotion"
+# openSMILE's external wave input (the wheel's shared/standard_external_wave_input.conf.inc)
+# with one change: the wave level is a ring buffer instead of a level that grows to hold the
+# whole recording, so a clip of any length streams through it. IS09's later levels are ring
+# buffers already, and its LLD level (32 values every 10 ms) is all the functionals keep.
+# Kept here, not in a data file, so that editing it reruns the opensmile stage (codedeps).
+STREAMED_INPUT = r"""
+[componentInstances:cComponentManager]
+instance[extsource].type=cExternalAudioSource
+
+[extsource:cExternalAudioSource]
+writer.dmLevel=wave
+writer.levelconf.growDyn=0
+writer.levelconf.isRb=1
+writer.levelconf.nT=\cm[bufferSamples{320000}:ring buffer length in samples]
+sampleRate=\cm[sampleRate{16000}:sample rate]
+nBits=\cm[nBits{16}:sample bits]
+channels=\cm[channels{1}:channel size]
+"""
+
+
+@cache
+def _streamed_input_file() -> str:
+    """STREAMED_INPUT written to a file once per process (openSMILE includes files)."""
+    handle, path = tempfile.mkstemp(prefix="msff_opensmile_", suffix=".conf.inc")
+    with os.fdopen(handle, "w") as f:
+        f.write(STREAMED_INPUT)
+    atexit.register(os.unlink, path)
+    return path
 
 
 @cache
@@ -97,7 +203,55 @@ def _is09():
     )
 
 
-def opensmile_functionals(waveform: np.ndarray, sample_rate: int) -> tuple[np.ndarray, list[str]]:
-    """The 384 IS09_emotion functionals of a waveform (the config the opensmile wheel ships)."""
-    table = _is09().process_signal(waveform.astype(np.float32), sample_rate)
-    return table.to_numpy(np.float32).reshape(-1), list(table.columns)
+def opensmile_functionals(waveform, sample_rate: int) -> tuple[np.ndarray, list[str]]:
+    """The 384 IS09_emotion functionals of a clip's speech (the config the opensmile wheel ships).
+
+    ``waveform``: an array or the cache's HDF5 dataset. It is streamed to openSMILE a block
+    at a time (its wave level a ring buffer: ``STREAMED_INPUT``), so memory does not grow
+    with the clip's length; the values are those of ``Smile.process_signal`` on the whole
+    signal. A clip too short for one frame gives NaN (as ``process_signal``).
+    """
+    from opensmile.core.config import config as smile_config
+
+    extractor = _is09()
+    # The options the wheel's Smile uses (sink, LLD buffers, full-input functionals), with
+    # the streamed source in place of its growing one (opensmile==2.6.0, pinned).
+    options = extractor._options() | {
+        "source": _streamed_input_file(),
+        "sampleRate": sample_rate,
+        "nBits": 16,
+        "bufferSamples": 20 * sample_rate,
+    }
+    rows: list[np.ndarray] = []
+    smile = extractor._smile(options=options)
+    smile.external_sink_set_callback_ex(
+        smile_config.EXTERNAL_OUTPUT_COMPONENT, lambda data, meta: rows.append(data.copy())
+    )
+    failure: list[BaseException] = []
+
+    def run():
+        try:
+            smile.run()
+        except BaseException as error:  # re-raised in the caller's thread
+            failure.append(error)
+
+    runner = threading.Thread(target=run, name="opensmile")
+    runner.start()
+    try:
+        for start in range(0, len(waveform), READ_BLOCK // 4):
+            block = np.asarray(waveform[start : start + READ_BLOCK // 4], np.float32) * 32768
+            data = block.astype(np.int16).tobytes()  # as Smile.process_signal converts
+            while not smile.external_audio_source_write_data(
+                smile_config.EXTERNAL_SOURCE_COMPONENT, data
+            ):
+                if failure or not runner.is_alive():
+                    break
+                runner.join(0.005)  # the ring buffer is full: let openSMILE read it
+    finally:
+        smile.external_audio_source_set_eoi(smile_config.EXTERNAL_SOURCE_COMPONENT)
+        runner.join()
+        smile.free()
+    if failure:
+        raise failure[0]
+    values = rows[0] if rows else np.full(len(extractor.feature_names), np.nan)
+    return np.asarray(values, np.float32).reshape(-1), list(extractor.feature_names)

@@ -75,3 +75,38 @@ def test_noise_augmentation_changes_real_spectrograms_within_shape_and_range():
     np.testing.assert_array_equal(noisy, again)  # seeded
     off = add_noise(clean, np.random.default_rng(0), gaussian_std=0.0, salt_pepper=0.0)
     np.testing.assert_array_equal(off, clean)  # no noise, the image itself
+
+
+def test_spectrograms_stream_in_blocks_with_the_whole_clips_images(monkeypatch):
+    # Reading a few samples and a few segments at a time (so every block boundary, and the
+    # streamed resampling of each scale, falls mid-segment) gives the images of the whole
+    # signal held at once: the clip's loudest bin, the resampling and each segment agree.
+    waveform = np.tile(media.audio(SPEECH_ANGRY), 3)
+    scales = [1.0, 0.75, 0.5, 0.25]
+    whole, starts = audio.spectrogram_images(waveform, 16000, scales, image_size=64)
+    monkeypatch.setattr(audio, "READ_BLOCK", 1000)
+    monkeypatch.setattr(audio, "SEGMENT_BLOCK", 7)
+    streamed, streamed_starts = audio.spectrogram_images(waveform, 16000, scales, image_size=64)
+    assert whole.shape[1] > 7 * 8 and len(waveform) > 1000 * 100
+    np.testing.assert_array_equal(streamed, whole)
+    np.testing.assert_array_equal(streamed_starts, starts)
+    # The lower scales are the librosa resampling of the whole signal, sample for sample.
+    import librosa
+
+    speech = audio._ScaledSpeech(waveform, 16000, 4000)
+    resampled = librosa.resample(waveform, orig_sr=16000, target_sr=4000, res_type="soxr_hq")
+    pieces = [speech.window(i, i + 3000) for i in range(0, len(resampled), 3000)]
+    np.testing.assert_array_equal(np.concatenate(pieces)[: len(resampled)], resampled)
+
+
+def test_opensmile_streams_a_long_clip_through_its_ring_buffer():
+    # 70 s of real speech: over three times openSMILE's 20 s wave buffer, so the writer
+    # waits for the extractor; the functionals are those of the wheel's whole-signal call.
+    waveform = np.tile(media.audio(SPEECH_ANGRY), 20)
+    assert len(waveform) > 3 * 20 * 16000
+    streamed, names = audio.opensmile_functionals(waveform, 16000)
+    whole = audio._is09().process_signal(waveform, 16000)
+    np.testing.assert_array_equal(streamed, whole.to_numpy(np.float32).reshape(-1))
+    assert names == list(whole.columns)
+    # Too short for one frame: NaN, as the wheel gives (the stage rejects it by name).
+    assert np.isnan(audio.opensmile_functionals(waveform[:100], 16000)[0]).all()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import h5py
@@ -12,10 +14,12 @@ from msff.errors import BadClipError
 from msff.stages import log, recording_bad_clips, upstream_error
 
 
-def _waveform(path: str | Path) -> tuple[np.ndarray, dict]:
+@contextmanager
+def _waveform(path: str | Path) -> Iterator[tuple[h5py.Dataset, dict]]:
+    """The audio cache's waveform dataset (read in blocks by its users) and its attributes."""
     upstream_error(path, "extract_audio")
     with h5py.File(path, "r") as f:
-        return f["waveform"][()], cache.attrs(path)
+        yield f["waveform"], cache.attrs(path)
 
 
 def spectrograms(
@@ -33,32 +37,36 @@ def spectrograms(
     """Write the spectrogram images of every segment at every rate scale."""
 
     def work():
-        waveform, meta = _waveform(audio_h5)
-        images, starts = audio.spectrogram_images(
-            waveform,
-            meta["sample_rate"],
-            scales,
-            segment_ms,
-            overlap,
-            window_ms,
-            hop_ms,
-            image_size,
-            top_db,
-        )
-        with cache.atomic_h5(out, clip) as f:
-            f.create_dataset(
+        with _waveform(audio_h5) as (waveform, meta), cache.atomic_h5(out, clip) as f:
+            rate = meta["sample_rate"]
+            starts, _ = audio.segment_starts(len(waveform), rate, segment_ms, overlap)
+            images = f.create_dataset(
                 "images",
-                data=images,
+                shape=(len(scales), len(starts), image_size, image_size),
+                dtype=np.uint8,
                 compression="gzip",
                 compression_opts=1,
                 chunks=(1, 1, image_size, image_size),
             )
+            blocks = audio.spectrogram_blocks(
+                waveform,
+                rate,
+                scales,
+                segment_ms,
+                overlap,
+                window_ms,
+                hop_ms,
+                image_size,
+                top_db,
+            )
+            for r, k, block in blocks:
+                images[r, k : k + len(block)] = block
             f.create_dataset("scales", data=np.asarray(scales, np.float32))
-            f.create_dataset("segment_start_s", data=starts.astype(np.float32))
+            f.create_dataset("segment_start_s", data=(starts / rate).astype(np.float32))
             f.attrs.update(
                 segment_ms=segment_ms, overlap=overlap, silent=meta["silent"], note=meta["note"]
             )
-        log.info("clip %s: %d segments x %d scales", clip, images.shape[1], len(scales))
+        log.info("clip %s: %d segments x %d scales", clip, len(starts), len(scales))
 
     return recording_bad_clips(clip, out, work)
 
@@ -71,8 +79,8 @@ def opensmile(clip: str, audio_h5: str | Path, out: str | Path) -> str:
     """
 
     def work():
-        waveform, meta = _waveform(audio_h5)
-        values, names = audio.opensmile_functionals(waveform, meta["sample_rate"])
+        with _waveform(audio_h5) as (waveform, meta):
+            values, names = audio.opensmile_functionals(waveform, meta["sample_rate"])
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             shown = ", ".join(str(names[i]) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
