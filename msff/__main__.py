@@ -148,7 +148,7 @@ def predict(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     paths = _clips(args.sources)
-    table, frames, failed = [], [], 0
+    table, frames, failed, unlabelled = [], [], 0, 0
     for path in tqdm(paths, desc="predict", unit="clip", file=sys.stderr, disable=None):
         try:
             result = predictor(path, per_frame=args.per_frame is not None)
@@ -157,13 +157,17 @@ def predict(args: argparse.Namespace) -> None:
             print(f"{path}\terror: {exc}", flush=True)
             table.append(dict(path=str(path), clip=path.stem, label="", error=str(exc)))
             continue
-        scores = " ".join(f"{k}={v:.3f}" for k, v in result.scores.items())
-        used = ",".join(result.models_used) or "none"
-        print(f"{path}\t{result.label}\tmodels: {used}\t{scores}", flush=True)
+        if result.label:
+            scores = " ".join(f"{k}={v:.3f}" for k, v in result.scores.items())
+            used = ",".join(result.models_used)
+            print(f"{path}\t{result.label}\tmodels: {used}\t{scores}", flush=True)
+        else:
+            unlabelled += 1
+            print(f"{path}\tno label: {result.note}", flush=True)
         table.append(
             dict(path=result.path, clip=result.clip, label=result.label, error="")
             | dict(mode=result.mode, models_used=",".join(result.models_used))
-            | dict(models_unable=",".join(result.models_unable))
+            | dict(models_unable=",".join(result.models_unable), note=result.note)
             | result.scores
         )
         frames += result.frames
@@ -172,7 +176,8 @@ def predict(args: argparse.Namespace) -> None:
     if args.per_frame is not None:
         write_table(frames, args.per_frame)
     print(
-        f"{len(paths)} files: {len(paths) - failed} predicted ({predictor.mode}, on {device}), "
+        f"{len(paths)} files: {len(paths) - failed - unlabelled} predicted ({predictor.mode}, "
+        f"on {device}), {unlabelled} with nothing the models could score, "
         f"{failed} could not be read",
         file=sys.stderr,
     )

@@ -51,6 +51,9 @@ class Prediction:
     models_used: list[str]
     models_unable: list[str]
     frames: list[dict] = field(default_factory=list)
+    # What the stages noted (no face found, no audio stream, a damaged file, ...). When none
+    # of the fused models could score the clip, ``label`` is "" and ``scores`` are uniform.
+    note: str = ""
 
 
 def frame_rows(faces_h5: Path, model: str, probs: np.ndarray, classes: list[str]) -> list[dict]:
@@ -205,12 +208,21 @@ def default_config() -> dict:
     return config.load(path)
 
 
-def _stages(path: Path, clip: str, folder: Path, cfg: dict, audio: bool = True) -> dict[str, Path]:
-    """Run the workflow's per-clip stages; return the caches the clip's streams allow."""
+def _stages(
+    path: Path, clip: str, folder: Path, cfg: dict, audio: bool = True
+) -> tuple[dict[str, Path], list[str]]:
+    """Run the workflow's per-clip stages.
+
+    Returns the caches the clip's streams allow, and what the models should know of the
+    rest: each cache's recorded error or note, the streams the file lacks.
+    """
     preset = config.preset(cfg)
     exe = cfg.get("ffmpeg")
     info = media.probe(path, exe)
     caches = {}
+    problems = [] if info.video is not None else ["no video stream"]
+    if audio and info.audio is None:
+        problems.append("no audio stream")
     if info.video is not None:
         frames = folder / "frames.h5"
         extract_frames(clip, str(path), frames, **preset["frames"], ffmpeg=exe)
@@ -238,9 +250,13 @@ def _stages(path: Path, clip: str, folder: Path, cfg: dict, audio: bool = True) 
         caches["opensmile"] = folder / "opensmile.h5"
         opensmile(clip, audio_h5, caches["opensmile"])
     for stage, cache_path in list(caches.items()):
-        if cache.attrs(cache_path)["error"]:
+        attrs = cache.attrs(cache_path)
+        if attrs["error"]:
             del caches[stage]
-    return caches
+        # A cache's error, or its note (no face found, a silent track, a damaged file).
+        if attrs["error"] or attrs.get("note"):
+            problems.append(f"{stage}: {attrs['error'] or attrs['note']}")
+    return caches, list(dict.fromkeys(problems))
 
 
 def fusion_record(results: str | Path) -> dict:
@@ -289,21 +305,27 @@ class Predictor:
         path = Path(path)
         clip = sheet.clip_id(path)
         with tempfile.TemporaryDirectory() as tmp:
-            caches = _stages(path, clip, Path(tmp), self.cfg, audio=self.needs_audio)
+            caches, problems = _stages(path, clip, Path(tmp), self.cfg, audio=self.needs_audio)
             probs, rows = self.models.scores(caches, self.classes, per_frame)
         n = len(self.classes)
         names = self.models.names
         scores = [np.full(n, 1 / n) if probs[m] is None else probs[m] for m in names]
         fused = fusion.fuse([s[None] for s in scores], [self.weights[m] for m in names])[0]
+        used = [m for m in names if probs[m] is not None and self.weights[m] > 0]
+        unable = [m for m in names if probs[m] is None]
+        note = "; ".join(problems)
+        if not used:  # uniform scores: their argmax would be the first class, not a finding
+            note = f"no fused model could score it ({note or ', '.join(unable)})"
         return Prediction(
             path=str(path),
             clip=clip,
-            label=self.classes[int(np.argmax(fused))],
+            label=self.classes[int(np.argmax(fused))] if used else "",
             scores=dict(zip(self.classes, fused.round(6).tolist(), strict=True)),
             mode=self.mode,
-            models_used=[m for m in names if probs[m] is not None and self.weights[m] > 0],
-            models_unable=[m for m in names if probs[m] is None],
+            models_used=used,
+            models_unable=unable,
             frames=[dict(path=str(path), clip=clip) | row for row in rows],
+            note=note,
         )
 
 

@@ -36,13 +36,18 @@ def msff_predict(cwd, *args) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def zero_shot(tmp_path_factory):
-    """One call over a real video and a file that is not one, in a folder with no results/."""
+def zero_shot(tmp_path_factory, bad_clips):
+    """One call over a real video, a file that is not one and a video without a face (the
+    bottom of a real clip), in a folder with no results/."""
     work = tmp_path_factory.mktemp("predict")
     bad = work / "broken.mp4"
     bad.write_text("not a video")
     proc = msff_predict(
-        work, VIDEO, bad, "--per-frame", "frames.tsv", "--out", "clips.json", "--device", "cpu"
+        work,
+        VIDEO,
+        bad,
+        bad_clips["no_face"],
+        *("--per-frame", "frames.tsv", "--out", "clips.json", "--device", "cpu"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     return work, proc
@@ -64,16 +69,20 @@ def reference(tmp_path_factory):
     return found, fps, zeroshot.as_classes(fer, classes, classes), classes
 
 
-def test_without_results_it_says_zero_shot_and_prints_a_line_per_file(zero_shot):
+def test_without_results_it_says_zero_shot_and_prints_a_line_per_file(zero_shot, bad_clips):
     work, proc = zero_shot
     assert "zero-shot" in proc.stderr and "not trained on your data" in proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 2
+    assert len(lines) == 3
     path, label, models, scores = lines[0].split("\t")
     assert path == str(VIDEO) and models == "models: fer2013_zeroshot"
     assert label == "happy"  # the actor smiles through the clip
     assert lines[1].startswith(f"{work / 'broken.mp4'}\terror: ")
-    assert "2 files: 1 predicted (zero-shot, on cpu), 1 could not be read" in proc.stderr
+    # No face anywhere: no label (uniform scores' argmax would say "angry"), and why.
+    assert lines[2].startswith(f"{bad_clips['no_face']}\tno label: no fused model could score")
+    assert "no face" in lines[2]
+    summary = "3 files: 1 predicted (zero-shot, on cpu), 1 with nothing the models could score, "
+    assert summary + "1 could not be read" in proc.stderr
 
 
 def test_per_frame_rows_are_the_decoded_frames_with_fer2013_scores(zero_shot, reference):
@@ -89,12 +98,18 @@ def test_per_frame_rows_are_the_decoded_frames_with_fer2013_scores(zero_shot, re
     assert frames.loc[~frames["found"], classes].isna().all().all()
 
 
-def test_the_clip_table_holds_the_clip_scores_and_the_error(zero_shot, reference):
+def test_the_clip_table_holds_the_clip_scores_and_the_error(zero_shot, reference, bad_clips):
     work, proc = zero_shot
     _, _, probs, classes = reference
     table = json.loads((work / "clips.json").read_text())
-    assert [row["path"] for row in table] == [str(VIDEO), str(work / "broken.mp4")]
-    clip, bad = table
+    assert [row["path"] for row in table] == [
+        str(VIDEO),
+        str(work / "broken.mp4"),
+        str(bad_clips["no_face"]),
+    ]
+    clip, bad, faceless = table
+    assert faceless["label"] == "" and faceless["error"] == "" and "no face" in faceless["note"]
+    assert faceless["models_unable"] == "fer2013_zeroshot"
     assert clip["mode"] == "zero-shot" and clip["error"] == ""
     # The clip's scores: FER2013's softmax summed over its faces, normalised.
     np.testing.assert_allclose([clip[c] for c in classes], probs.mean(0), atol=2e-6)
