@@ -157,7 +157,8 @@ def speaker_folds(
     """Seeded (train, test) index pairs with no speaker on both sides.
 
     Folds are balanced by class as far as whole speakers allow (StratifiedGroupKFold);
-    there are ``min(folds, number of speakers)`` of them.
+    there are ``min(folds, number of speakers, clips of the largest class)`` of them (a
+    handful of training clips gets fewer folds, not an error).
     """
     n_speakers = len(set(speakers))
     if n_speakers < 2:
@@ -165,10 +166,16 @@ def speaker_folds(
             f"{n_speakers} training speaker(s): choosing C and gamma and calibrating "
             "without a speaker on both sides needs at least 2"
         )
-    splitter = StratifiedGroupKFold(
-        n_splits=min(folds, n_speakers), shuffle=True, random_state=seed
-    )
     y, groups = np.asarray(labels), np.asarray(speakers)
+    largest = int(np.unique(y, return_counts=True)[1].max())
+    if largest < 2:
+        raise ConfigError(
+            "every class has a single training clip: choosing C and gamma by "
+            "cross-validation needs a class with at least 2"
+        )
+    # StratifiedGroupKFold refuses more folds than the largest class has clips.
+    n_splits = min(folds, n_speakers, largest)
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     return [(train, test) for train, test in splitter.split(np.zeros(len(y)), y, groups)]
 
 

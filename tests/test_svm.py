@@ -302,6 +302,27 @@ def test_folds_never_split_a_speaker(speech):
     assert len(svm.speaker_folds(y[:104], speakers[:104], 5, seed=0)) == 2  # actors 01, 02
 
 
+def test_a_handful_of_training_clips_gets_fewer_folds_not_an_error(speech):
+    # Two clips of each of four classes, each from an actor of its own: no class has the 4
+    # clips that 4 stratified folds need, so the fit uses 2 (it raised sklearn's error).
+    actors = {"angry": "01 02", "happy": "03 04", "sad": "05 06", "neutral": "07 08"}
+    keep = [
+        np.flatnonzero((speech["y"] == cls) & (speech["speaker"] == actor))[0]
+        for cls, pair in actors.items()
+        for actor in pair.split()
+    ]
+    x, y, speakers = speech["x"][keep], list(speech["y"][keep]), list(speech["speaker"][keep])
+    assert len(set(speakers)) == 8 and max(y.count(c) for c in set(y)) == 2
+    fitted = svm.fit_svm(x, y, speakers, speech["classes"], seed=0, folds=4)
+    assert fitted.folds == 2
+    probs = svm.predict_scores(fitted, x)
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-12)
+    one_each = [y.index(c) for c in ("angry", "happy", "sad", "neutral")]
+    with pytest.raises(ConfigError, match="every class has a single training clip"):
+        svm.fit_svm(x[one_each], [y[i] for i in one_each], [speakers[i] for i in one_each],
+                    speech["classes"], seed=0, folds=4)  # fmt: skip
+
+
 # Bad inputs: each raises an error that names the offending value.
 
 
