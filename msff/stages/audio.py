@@ -29,8 +29,16 @@ def spectrograms(
     hop_ms: float,
     image_size: int,
     top_db: float,
+    spectrogram: str = "stft",
+    n_mels: int = 64,
+    fmin: float = 0.0,
+    fmax: float | None = None,
 ) -> str:
-    """Write the spectrogram images of every segment at every rate scale."""
+    """Write the spectrogram images of every segment at every rate scale.
+
+    The file records what was made (kind, mel bands, dB range) and each segment's
+    loudest pixel in dB, which training reads to leave out quiet segments.
+    """
 
     def work():
         waveform, meta = _waveform(audio_h5)
@@ -44,6 +52,10 @@ def spectrograms(
             hop_ms,
             image_size,
             top_db,
+            spectrogram,
+            n_mels,
+            fmin,
+            fmax,
         )
         with cache.atomic_h5(out, clip) as f:
             f.create_dataset(
@@ -55,8 +67,16 @@ def spectrograms(
             )
             f.create_dataset("scales", data=np.asarray(scales, np.float32))
             f.create_dataset("segment_start_s", data=starts.astype(np.float32))
+            f.create_dataset("segment_peak_db", data=audio.segment_peak_db(images, top_db))
+            made = dict(spectrogram=spectrogram, top_db=top_db, window_ms=window_ms, hop_ms=hop_ms)
+            if spectrogram == "logmel":  # h5py attributes cannot be None: fmax only when set
+                made.update(n_mels=n_mels, fmin=fmin, **({} if fmax is None else {"fmax": fmax}))
             f.attrs.update(
-                segment_ms=segment_ms, overlap=overlap, silent=meta["silent"], note=meta["note"]
+                segment_ms=segment_ms,
+                overlap=overlap,
+                silent=meta["silent"],
+                note=meta["note"],
+                **made,
             )
         log.info("clip %s: %d segments x %d scales", clip, images.shape[1], len(scales))
 
