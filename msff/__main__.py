@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
 from dataclasses import replace
@@ -24,7 +25,10 @@ examples:
   a clip sheet from RAVDESS file names, speakers split 60/20/20 at random (seeded):
     msff build-sheet /data/RAVDESS --names --out clips.tsv
   predict new clips with the models and fusion weights of a finished workflow run:
-    msff predict new_clips/ --results results --config config.yaml
+    msff predict new_clips/ --results results --out predictions.tsv
+  a label for one video without any training (FER2013 zero-shot, faces only), and the
+  class scores of every frame:
+    msff predict clip.mp4 --per-frame frames.tsv
 
 `msff COMMAND --help` lists a command's options; README.md documents the workflow."""
 
@@ -86,30 +90,92 @@ def _clips(sources: list[str]) -> list[Path]:
     return paths
 
 
+def write_table(rows: list[dict], path: Path) -> None:
+    """``rows`` as a table at ``path``: TSV, CSV or JSON by its suffix (written atomically)."""
+    import pandas as pd
+
+    from msff import cache
+
+    check_table_path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".json":
+        text = json.dumps(rows, indent=1, default=float) + "\n"
+    else:
+        text = pd.DataFrame(rows).to_csv(sep="\t" if suffix == ".tsv" else ",", index=False)
+    cache.write_text(path, text)
+
+
+def check_table_path(path: Path) -> None:
+    """A table is written as TSV, CSV or JSON, by its suffix; any other is an error."""
+    if path.suffix.lower() not in (".tsv", ".csv", ".json"):
+        raise MsffError(f"{path}: write .tsv, .csv or .json")
+
+
 def predict(args: argparse.Namespace) -> None:
-    """Predict clips the workflow never saw, with the models of a workflow run."""
+    """Predict clips: with a workflow run's fused models, or FER2013 zero-shot without one."""
+    import torch
+    from tqdm import tqdm
+
     from msff import config
-    from msff.devices import set_cpu_threads
-    from msff.predict import predict as predict_clip
-    from msff.predict import run_config
+    from msff.devices import pick_device, set_cpu_threads
+    from msff.predict import Predictor, default_config, run_config
 
+    for out in (args.out, args.per_frame):  # before hours of work, not after
+        if out is not None:
+            check_table_path(out)
     set_cpu_threads()  # before any model runs: trained weights hold denormals
-
     # Rebuilding a trained model logs how it was first built ("from scratch"): not news here.
     logging.getLogger("msff").setLevel(logging.ERROR)
-    # The run's own config (its models' provenance); --config only where none is recorded.
-    cfg = run_config(args.results, config.load(args.config) if args.config else None)
+    results = args.results
+    if results is None and (Path("results") / "fusion" / "weights.json").exists():
+        results = Path("results")  # the run in the working directory
+    cfg = config.load(args.config) if args.config else None
+    if results is not None:
+        # The run's own config (its models' provenance); --config only where none is recorded.
+        cfg = run_config(results, cfg)
+    elif cfg is None:
+        cfg = default_config()
     if args.face_input:
         cfg = dict(cfg, face_input=args.face_input)
-    for path in _clips(args.sources):
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise MsffError("--device cuda: torch sees no CUDA device on this machine")
+    device = str(pick_device(args.device))
+    predictor = Predictor(results, cfg, device)
+    if predictor.mode == "zero-shot":
+        print(
+            "no workflow results: face predictions by FER2013 zero-shot (its own classifier, "
+            "not trained on your data; audio not used). --results names a run's folder.",
+            file=sys.stderr,
+        )
+    paths = _clips(args.sources)
+    table, frames, failed = [], [], 0
+    for path in tqdm(paths, desc="predict", unit="clip", file=sys.stderr, disable=None):
         try:
-            result = predict_clip(path, args.results, cfg)
+            result = predictor(path, per_frame=args.per_frame is not None)
         except MsffError as exc:
-            print(f"{path}\terror: {exc}")
+            failed += 1
+            print(f"{path}\terror: {exc}", flush=True)
+            table.append(dict(path=str(path), clip=path.stem, label="", error=str(exc)))
             continue
-        scores = " ".join(f"{k}={v:.3f}" for k, v in result["scores"].items())
-        used = ",".join(result["models_used"]) or "none"
-        print(f"{path}\t{result['label']}\tmodels: {used}\t{scores}")
+        scores = " ".join(f"{k}={v:.3f}" for k, v in result.scores.items())
+        used = ",".join(result.models_used) or "none"
+        print(f"{path}\t{result.label}\tmodels: {used}\t{scores}", flush=True)
+        table.append(
+            dict(path=result.path, clip=result.clip, label=result.label, error="")
+            | dict(mode=result.mode, models_used=",".join(result.models_used))
+            | dict(models_unable=",".join(result.models_unable))
+            | result.scores
+        )
+        frames += result.frames
+    if args.out is not None:
+        write_table(table, args.out)
+    if args.per_frame is not None:
+        write_table(frames, args.per_frame)
+    print(
+        f"{len(paths)} files: {len(paths) - failed} predicted ({predictor.mode}, on {device}), "
+        f"{failed} could not be read",
+        file=sys.stderr,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -164,8 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--results",
         type=Path,
-        default=Path("results"),
-        help="the results folder of a workflow run (models/, fusion/weights.json)",
+        help="the results folder of a workflow run (models/, fusion/weights.json); default: "
+        "./results when it holds one, else FER2013 zero-shot face predictions",
     )
     p.add_argument(
         "--config",
@@ -177,6 +243,19 @@ def main(argv: list[str] | None = None) -> int:
         "--face-input",
         choices=["detect", "precropped"],
         help="how faces are found in these clips (default: the run's config face_input)",
+    )
+    p.add_argument("--out", type=Path, help="also write a table of the clips (.tsv, .csv, .json)")
+    p.add_argument(
+        "--per-frame",
+        type=Path,
+        help="write each decoded frame's and each audio segment's class scores, with their "
+        "times (.tsv, .csv, .json)",
+    )
+    p.add_argument(
+        "--device",
+        default="auto",
+        choices=["auto", "cpu", "cuda"],
+        help="where the models run (auto: CUDA when there is a card)",
     )
     p.set_defaults(func=predict)
     args = parser.parse_args(argv)

@@ -34,6 +34,10 @@ PROBE_TIMEOUT_S = 60.0
 DECODE_TIMEOUT_S = 300.0
 DECODE_S_PER_S = 2.0
 STALL_TIMEOUT_S = 300.0
+# Decoded frames held at once: a chunk holds at most this many bytes (or one frame), so the
+# memory of a decode grows with neither the clip's length nor its resolution (32 frames of
+# 4K are 800 MB, of 640x360 22 MB: small frames keep their 32-frame chunks).
+CHUNK_BYTES = 64 * 2**20
 
 
 def check_length(path, decoded_s: float, declared_s: float | None, what: str) -> str:
@@ -189,12 +193,27 @@ def _parse_probe(
     return video, audio, duration
 
 
-def output_size(width: int, height: int, max_side: int | None) -> tuple[int, int]:
-    """The decoded frame size: the source size shrunk so its longest side is ``max_side``."""
-    if not max_side or max(width, height) <= max_side:
+def output_size(
+    width: int, height: int, max_side: int | None, max_pixels: int | None = None
+) -> tuple[int, int]:
+    """The decoded frame size: the source size shrunk to ``max_side`` and ``max_pixels``.
+
+    Either limit None does not apply; the aspect ratio is kept and sides stay even.
+    """
+    scale = 1.0
+    if max_side and max(width, height) > max_side:
+        scale = max_side / max(width, height)
+    if max_pixels and width * height * scale**2 > max_pixels:
+        scale = (max_pixels / (width * height)) ** 0.5
+    if scale == 1.0:
         return width, height
-    scale = max_side / max(width, height)
-    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+    # Rounded down to even sides, so the cap holds after rounding.
+    return max(2, int(width * scale / 2) * 2), max(2, int(height * scale / 2) * 2)
+
+
+def chunk_frames(chunk: int, width: int, height: int) -> int:
+    """Frames per chunk: at most ``chunk``, and at most CHUNK_BYTES of RGB (at least one)."""
+    return max(1, min(chunk, CHUNK_BYTES // (width * height * 3)))
 
 
 @dataclass
@@ -296,6 +315,7 @@ def frames(
     chunk: int = 32,
     exe: str | None = None,
     info: Probe | None = None,
+    max_pixels: int | None = None,
 ) -> FrameStream | framefolders.FolderStream:
     """Decode the video of a clip to RGB arrays, streamed in chunks.
 
@@ -304,26 +324,30 @@ def frames(
     path : the clip.
     fps : frames per second to keep; None keeps the source rate.
     max_side : longest side of the output frames; None keeps the source size.
-    chunk : frames per array yielded.
+    chunk : frames per array yielded at most; fewer where they would exceed CHUNK_BYTES.
     exe : ffmpeg binary (default: see ``ffmpeg_exe``).
     info : the clip's probe, when the caller has it already.
+    max_pixels : a safety cap on the pixels of a decoded frame (a clip of 8K, or a corrupt
+        header declaring 20000x20000, is shrunk to fit); None: no cap.
 
     A folder of image frames streams every frame (``fps`` does not apply) through the
     same interface (``msff.framefolders.FolderStream``).
     """
     if Path(path).is_dir():
-        return framefolders.frames(path, max_side, chunk)
+        stream = framefolders.frames(path, max_side, chunk)
+        stream.chunk = chunk_frames(chunk, stream.width, stream.height)
+        return stream
     info = info or probe(path, exe)
     if info.video is None:
         raise BadClipError(f"{path}: no video stream")
-    width, height = output_size(info.video.width, info.video.height, max_side)
+    width, height = output_size(info.video.width, info.video.height, max_side, max_pixels)
     return FrameStream(
         Path(path),
         width,
         height,
         float(fps or info.video.fps),
         info.duration,
-        chunk,
+        chunk_frames(chunk, width, height),
         ffmpeg_exe(exe),
         {"fps": fps},
     )

@@ -38,6 +38,8 @@ def training_curves(provenance: Mapping[str, str | Path], out: str | Path):
 
     ``provenance`` maps a model's name to the JSON ``msff.train.write_provenance`` wrote.
     """
+    from matplotlib.ticker import MaxNLocator
+
     figure = _figure(10, 2.6 * max(len(provenance), 1))
     axes = figure.subplots(max(len(provenance), 1), 2, squeeze=False)
     for row, (name, path) in zip(axes, provenance.items(), strict=False):
@@ -56,6 +58,7 @@ def training_curves(provenance: Mapping[str, str | Path], out: str | Path):
                 f"{name}: {label}" + (", stopped early" if history["stopped_early"] else "")
             )
             ax.set_xlabel("epoch")
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # no epoch 1.5
             ax.legend(fontsize="small")
             if metric == "acc":
                 ax.set_ylim(-0.02, 1.02)

@@ -1,20 +1,34 @@
-"""Prediction on clips the workflow never saw, with the models a workflow run trained.
+"""Prediction on clips the workflow never saw: a run's fused models, or FER2013 zero-shot.
 
-A new clip goes through the same stage functions as the workflow's clips, then every
-fused model of ``results/fusion/weights.json`` scores it with its head's ``infer`` (the
-code the workflow's rules train with: :mod:`msff.heads`), and their class scores are
-fused with those weights. The run's own config comes from its models' provenance, so
-the stages run as they did for the training clips. A model that cannot see the clip (no
-face found, no or silent audio) contributes uniform scores, as in the workflow, and is
-reported as unused.
+A clip goes through the same stage functions as the workflow's clips (decode, faces,
+audio, spectrograms, openSMILE), into a temporary folder, then its caches are scored:
+
+- **with a workflow run** (``results/``): every fused model of
+  ``results/fusion/weights.json`` scores the clip with its head's ``infer`` (the code the
+  workflow's rules train with: :mod:`msff.heads`), and their class scores are fused with
+  those weights. The run's own config comes from its models' provenance, so the stages
+  run as they did for the training clips. A model that cannot see the clip (no face
+  found, no or silent audio) contributes uniform scores, as in the workflow, and is
+  reported as unable.
+- **without one**: the FER2013 network that ships with msff, whose own classifier has
+  exactly the seven classes, scores the clip's faces zero-shot (nothing trained on the
+  user's data; no audio model). Its scores are the mean over the clip's found faces.
+
+Every model is loaded once per call (:class:`RunModels`, :class:`ZeroShot`), on the
+device asked for; faces and segments are read batch by batch, so memory does not grow
+with a clip's length. ``per_frame`` also gives each decoded frame's class scores with its
+time (the frame CNN's, or FER2013's) and each heard audio segment's (the spectrogram
+CNN's).
 """
 
 from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import h5py
 import numpy as np
 
 from msff import cache, config, fusion, media, registry, sheet
@@ -25,52 +39,148 @@ from msff.stages.faces import align_faces, precropped_faces
 from msff.stages.media import extract_audio, extract_frames
 
 
+@dataclass
+class Prediction:
+    """One clip's label and scores, which models saw it, and per-frame rows when asked."""
+
+    path: str
+    clip: str
+    label: str
+    scores: dict[str, float]
+    mode: str  # "fused" (a workflow run's models) or "zero-shot" (FER2013, untrained)
+    models_used: list[str]
+    models_unable: list[str]
+    frames: list[dict] = field(default_factory=list)
+
+
+def frame_rows(faces_h5: Path, model: str, probs: np.ndarray, classes: list[str]) -> list[dict]:
+    """A row per decoded frame: its time, whether a face was found, and ``probs``' row.
+
+    ``probs`` holds one row per found face, in frame order; frames without a face get
+    empty scores.
+    """
+    with h5py.File(faces_h5, "r") as f:
+        found = f["found"][()]
+        index = f["frame_index"][()]
+        fps = float(f.attrs.get("fps") or 0)
+    rows, found_at = [], iter(probs)
+    for i, is_found in zip(index, found, strict=True):
+        scores = next(found_at) if is_found else np.full(len(classes), np.nan)
+        rows.append(
+            dict(stream="face", model=model, index=int(i))
+            | dict(time_s=round(i / fps, 3) if fps else np.nan, found=bool(is_found))
+            | dict(zip(classes, np.round(scores, 6).tolist(), strict=True))
+        )
+    return rows
+
+
+def segment_rows(
+    spectrograms_h5: Path, model: str, probs: np.ndarray, classes: list[str]
+) -> list[dict]:
+    """A row per heard audio segment (scale 1.0): its start time and ``probs``' row."""
+    with h5py.File(spectrograms_h5, "r") as f:
+        starts = f["segment_start_s"][()]
+    return [
+        dict(stream="audio", model=model, index=k, time_s=round(float(t), 3), found=True)
+        | dict(zip(classes, np.round(p, 6).tolist(), strict=True))
+        for k, (t, p) in enumerate(zip(starts, probs, strict=True))
+    ]
+
+
 class RunModels:
-    """The trained models of one workflow run, each loaded once, scoring clip caches."""
+    """The fused models of one workflow run, each loaded once, scoring clip caches."""
 
-    def __init__(self, results: str | Path):
-        self.folder = Path(results) / "models"
-        self._svm = None
-
-    def path(self, name: str) -> Path:
-        """A model file of the run."""
-        return self.folder / name
-
-    def scores(self, names: list[str], caches: dict[str, Path]) -> dict[str, np.ndarray | None]:
-        """Each model's class scores for one clip, or None where it cannot see the clip."""
-        out, frame_passes = {}, {}
+    def __init__(self, results: str | Path, names: list[str], device: str = "cpu"):
+        folder = Path(results) / "models"
+        self.names = names
+        self.loaded: dict[str, object] = {}
         for name in names:
+            model = registry.model(name)
+            files = [folder / f for f in model.files]
+            if model.head in ("frame_cnn", "blstm"):
+                # Both read one backbone pass: its CNN is loaded once, under the backbone.
+                cnn = f"{model.backbone}_cnn"
+                if cnn not in self.loaded:
+                    self.loaded[cnn] = frame_cnn.load(folder / f"{cnn}.pt", device)
+                if model.head == "blstm":
+                    self.loaded[name] = blstm.load(files[1])
+            elif model.head == "zeroshot":
+                self.loaded[name] = zeroshot.load(files[0])
+            elif model.head == "c3d":
+                self.loaded[name] = c3d.load(files[0], device)
+            elif model.head == "audio_cnn":
+                self.loaded[name] = (audio_cnn.load(files[0], device), blstm.load(files[1]))
+            elif model.head == "svm":
+                self.loaded[name] = svm.load(files[0])
+            else:
+                raise ConfigError(f"{name}: no prediction for a model of head {model.head!r}")
+
+    def scores(
+        self, caches: dict[str, Path], classes: list[str], per_frame: bool = False
+    ) -> tuple[dict[str, np.ndarray | None], list[dict]]:
+        """Each model's class scores for one clip (None: cannot see it), and frame rows."""
+        out, passes, rows = {}, {}, []
+        for name in self.names:
             model = registry.model(name)
             cache_path = caches.get(model.needs)
             if cache_path is None:
                 out[name] = None
             elif model.head in ("frame_cnn", "blstm"):
-                if model.backbone not in frame_passes:  # one backbone pass serves both
-                    frame_passes[model.backbone] = frame_cnn.infer(
-                        self.path(model.files[0]), cache_path
-                    )
-                passed = frame_passes[model.backbone]
+                cnn = f"{model.backbone}_cnn"
+                if cnn not in passes:  # one backbone pass serves both
+                    passes[cnn] = frame_cnn.infer(self.loaded[cnn], cache_path)
+                    if per_frame and passes[cnn] is not None:
+                        rows += frame_rows(
+                            cache_path, f"{model.backbone}_frames", passes[cnn][1], classes
+                        )
+                passed = passes[cnn]
                 if passed is None:
                     out[name] = None
                 elif model.head == "frame_cnn":
                     out[name] = passed[1].mean(0)
                 else:
-                    out[name] = blstm.infer(self.path(model.files[1]), passed[0])
+                    out[name] = blstm.infer(self.loaded[name], passed[0])
             elif model.head == "zeroshot":
-                out[name] = zeroshot.infer(self.path(model.files[0]), cache_path)
+                out[name] = zeroshot.infer(self.loaded[name], cache_path)
             elif model.head == "c3d":
-                out[name] = c3d.infer(self.path(model.files[0]), cache_path)
+                out[name] = c3d.infer(self.loaded[name], cache_path)
             elif model.head == "audio_cnn":
-                out[name] = audio_cnn.infer(
-                    self.path(model.files[0]), self.path(model.files[1]), cache_path
-                )
-            elif model.head == "svm":
-                if self._svm is None:
-                    self._svm = svm.load(self.path(model.files[0]))
-                out[name] = svm.infer(self._svm, cache_path)
-            else:
-                raise ConfigError(f"{name}: no prediction for a model of head {model.head!r}")
-        return out
+                cnn, sequence = self.loaded[name]
+                passed = audio_cnn.infer(cnn, cache_path)
+                out[name] = None if passed is None else blstm.infer(sequence, passed[0])
+                if per_frame and passed is not None:
+                    rows += segment_rows(cache_path, "vgg19_audio_cnn", passed[1], classes)
+            else:  # svm
+                out[name] = svm.infer(self.loaded[name], cache_path)
+        return out, rows
+
+
+class ZeroShot:
+    """FER2013's own classifier on a clip's faces: predictions without a workflow run."""
+
+    name = "fer2013_zeroshot"
+
+    def __init__(self, classes: list[str], weights: str | None = None):
+        from msff.models.mini_xception import load_fer2013
+
+        self.names = [self.name]
+        self.classes = classes
+        self.model = load_fer2013(weights).eval()
+
+    def scores(
+        self, caches: dict[str, Path], classes: list[str], per_frame: bool = False
+    ) -> tuple[dict[str, np.ndarray | None], list[dict]]:
+        """FER2013's class scores of the clip (None: no face found), and frame rows."""
+        faces = caches.get("faces")
+        batches = list(zeroshot.fer2013_probabilities(self.model, faces)) if faces else []
+        if not batches:
+            return {self.name: None}, []
+        fer = np.concatenate(batches)
+        probs = zeroshot.as_classes(fer.sum(0), classes, classes)
+        rows = []
+        if per_frame:
+            rows = frame_rows(faces, self.name, zeroshot.as_classes(fer, classes, classes), classes)
+        return {self.name: probs}, rows
 
 
 def run_config(results: str | Path, fallback: dict | None = None) -> dict:
@@ -84,7 +194,18 @@ def run_config(results: str | Path, fallback: dict | None = None) -> dict:
     return fallback
 
 
-def _stages(path: Path, clip: str, folder: Path, cfg: dict) -> dict[str, Path]:
+def default_config() -> dict:
+    """The repository's config.yaml (the workflow's defaults), for predictions without a run."""
+    path = Path(__file__).resolve().parents[1] / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"{path}: no config.yaml beside the msff package (installed without its "
+            "repository); pass --config"
+        )
+    return config.load(path)
+
+
+def _stages(path: Path, clip: str, folder: Path, cfg: dict, audio: bool = True) -> dict[str, Path]:
     """Run the workflow's per-clip stages; return the caches the clip's streams allow."""
     preset = config.preset(cfg)
     exe = cfg.get("ffmpeg")
@@ -98,12 +219,13 @@ def _stages(path: Path, clip: str, folder: Path, cfg: dict) -> dict[str, Path]:
             precropped_faces(clip, frames, caches["faces"], preset["faces"]["size"])
         else:
             align_faces(clip, frames, caches["faces"], **preset["faces"])
-    if info.audio is not None:
-        audio = folder / "audio.h5"
+        frames.unlink()  # the faces cache is all the models read: free the disk early
+    if audio and info.audio is not None:
+        audio_h5 = folder / "audio.h5"
         extract_audio(
             clip,
             str(path),
-            audio,
+            audio_h5,
             preset["audio"]["sample_rate"],
             preset["audio"]["silence_dbfs"],
             exe,
@@ -112,9 +234,9 @@ def _stages(path: Path, clip: str, folder: Path, cfg: dict) -> dict[str, Path]:
             k: v for k, v in preset["audio"].items() if k not in ("sample_rate", "silence_dbfs")
         }
         caches["spectrograms"] = folder / "spectrograms.h5"
-        spectrograms(clip, audio, caches["spectrograms"], **settings)
+        spectrograms(clip, audio_h5, caches["spectrograms"], **settings)
         caches["opensmile"] = folder / "opensmile.h5"
-        opensmile(clip, audio, caches["opensmile"])
+        opensmile(clip, audio_h5, caches["opensmile"])
     for stage, cache_path in list(caches.items()):
         if cache.attrs(cache_path)["error"]:
             del caches[stage]
@@ -135,23 +257,63 @@ def fusion_record(results: str | Path) -> dict:
     return record
 
 
-def predict(path: str | Path, results: str | Path, cfg: dict) -> dict:
-    """Label and fused class scores of one clip; which fused models could see it."""
-    path, results = Path(path), Path(results)
-    record = fusion_record(results)
-    classes = cfg["labels"]["classes"]
-    clip = sheet.clip_id(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        caches = _stages(path, clip, Path(tmp), cfg)
-        probs = RunModels(results).scores(record["models"], caches)
-    used = [n for n, p in probs.items() if p is not None]
-    scores = [np.full(len(classes), 1 / len(classes)) if p is None else p for p in probs.values()]
-    weights = [record["weights"][name] for name in record["models"]]
-    fused = fusion.fuse([s[None] for s in scores], weights)[0]
+class Predictor:
+    """Predicts clips one after another with models loaded once.
+
+    ``results``: a workflow run's results folder (its fused models and its own config);
+    None: FER2013 zero-shot on the faces, with ``cfg`` (by default the repository's
+    config.yaml) deciding how frames are decoded and faces found.
+    """
+
+    def __init__(
+        self, results: str | Path | None = None, cfg: dict | None = None, device: str = "cpu"
+    ):
+        if results is not None:
+            record = fusion_record(results)
+            self.cfg = cfg or run_config(results)
+            self.weights = record["weights"]
+            self.models = RunModels(results, record["models"], device)
+            self.mode = "fused"
+        else:
+            self.cfg = cfg or default_config()
+            self.models = ZeroShot(self.cfg["labels"]["classes"], self.cfg["weights"]["fer2013"])
+            self.weights = {ZeroShot.name: 1.0}
+            self.mode = "zero-shot"
+        self.classes = self.cfg["labels"]["classes"]
+        self.needs_audio = any(
+            registry.model(n).needs in ("spectrograms", "opensmile") for n in self.models.names
+        )
+
+    def __call__(self, path: str | Path, per_frame: bool = False) -> Prediction:
+        """Label and fused class scores of one clip; which models could see it."""
+        path = Path(path)
+        clip = sheet.clip_id(path)
+        with tempfile.TemporaryDirectory() as tmp:
+            caches = _stages(path, clip, Path(tmp), self.cfg, audio=self.needs_audio)
+            probs, rows = self.models.scores(caches, self.classes, per_frame)
+        n = len(self.classes)
+        names = self.models.names
+        scores = [np.full(n, 1 / n) if probs[m] is None else probs[m] for m in names]
+        fused = fusion.fuse([s[None] for s in scores], [self.weights[m] for m in names])[0]
+        return Prediction(
+            path=str(path),
+            clip=clip,
+            label=self.classes[int(np.argmax(fused))],
+            scores=dict(zip(self.classes, fused.round(6).tolist(), strict=True)),
+            mode=self.mode,
+            models_used=[m for m in names if probs[m] is not None and self.weights[m] > 0],
+            models_unable=[m for m in names if probs[m] is None],
+            frames=[dict(path=str(path), clip=clip) | row for row in rows],
+        )
+
+
+def predict(path: str | Path, results: str | Path | None, cfg: dict | None = None) -> dict:
+    """One clip's prediction as a dict (a one-off; :class:`Predictor` loads models once)."""
+    result = Predictor(results, cfg)(path)
     return {
-        "clip": clip,
-        "label": classes[int(np.argmax(fused))],
-        "scores": dict(zip(classes, fused.round(6).tolist(), strict=True)),
-        "models_used": [n for n in used if record["weights"][n] > 0],
-        "models_unable": [n for n in record["models"] if n not in used],
+        "clip": result.clip,
+        "label": result.label,
+        "scores": result.scores,
+        "models_used": result.models_used,
+        "models_unable": result.models_unable,
     }

@@ -25,6 +25,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from msff import cache
 from msff.errors import TrainingError
+from msff.logs import duration
 
 
 @dataclass(frozen=True)
@@ -103,12 +104,15 @@ def _scheduler(optimizer, settings: TrainSettings, steps_per_epoch: int):
     raise ValueError(f"schedule={settings.schedule!r} is not one of {SCHEDULES}")
 
 
-def _epoch(model, loader, loss_fn, device, optimizer=None, per_step=None) -> tuple[float, float]:
+def _epoch(
+    model, loader, loss_fn, device, where: str, optimizer=None, per_step=None
+) -> tuple[float, float]:
     training = optimizer is not None
     model.train(training)
     total_loss, correct, seen = 0.0, 0, 0
     with torch.set_grad_enabled(training):
-        for x, y in loader:
+        for batch, (x, y) in enumerate(loader, 1):
+            _check_finite_input(x, f"{where}, batch {batch}")
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             with _autocast(device):
                 logits = model(x)
@@ -179,12 +183,22 @@ def _set_rng_states(states: dict, loader: DataLoader, rngs, device: torch.device
         torch.cuda.set_rng_state_all(states["cuda"])
 
 
+def _check_finite_input(x: torch.Tensor, where: str) -> None:
+    # A NaN input gives a NaN loss too, which would blame the learning rate; say what it is.
+    if x.is_floating_point() and not bool(torch.isfinite(x).all()):
+        bad = int((~torch.isfinite(x)).sum())
+        raise TrainingError(
+            f"{where}: the input holds {bad} NaN or infinite values of {x.numel()}; "
+            "training stopped, no weights of this epoch kept"
+        )
+
+
 def _check_finite(loss: float, what: str, epoch: int, name: str) -> None:
     if not math.isfinite(loss):
         who = f"{name}: " if name else ""
         raise TrainingError(
-            f"{who}epoch {epoch}: the {what} loss is {loss} (a NaN or infinite input, or a "
-            "learning rate too high); training stopped, no weights of this epoch kept"
+            f"{who}epoch {epoch}: the {what} loss is {loss} on finite inputs (a learning "
+            "rate too high?); training stopped, no weights of this epoch kept"
         )
 
 
@@ -220,7 +234,8 @@ def fit(
     The best epoch has the highest validation accuracy (ties: lower validation loss);
     with no validation set, the lowest training loss. Training stops after
     ``settings.patience`` epochs without a better one. A training or validation loss
-    that is NaN or infinite raises ``TrainingError`` naming the epoch (and ``name``).
+    that is NaN or infinite raises ``TrainingError`` naming the epoch (and ``name``); so
+    does a batch whose input holds NaN or infinity, naming the set and the batch.
 
     With ``checkpoint``, a path outside the job's outputs, the whole state of training
     (model, optimiser, scheduler, best weights, history and every random generator:
@@ -276,15 +291,24 @@ def fit(
     for epoch in range(first, settings.epochs + 1):
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
+        where = f"{name}: epoch {epoch}" if name else f"epoch {epoch}"
         train_loss, train_acc = _epoch(
-            model, train_loader, loss_fn, device, optimizer, scheduler if stepwise else None
+            model,
+            train_loader,
+            loss_fn,
+            device,
+            f"{where}: training set",
+            optimizer,
+            scheduler if stepwise else None,
         )
         _check_finite(train_loss, "training", epoch, name)
         if not stepwise:
             scheduler.step()
         row = dict(epoch=epoch, lr=lr, train_loss=train_loss, train_acc=train_acc)
         if has_val:
-            val_loss, val_acc = _epoch(model, val_loader, nn.CrossEntropyLoss(), device)
+            val_loss, val_acc = _epoch(
+                model, val_loader, nn.CrossEntropyLoss(), device, f"{where}: validation set"
+            )
             _check_finite(val_loss, "validation", epoch, name)
             row.update(val_loss=val_loss, val_acc=val_acc)
             key = (val_acc, -val_loss)
@@ -292,9 +316,13 @@ def fit(
             key = (-train_loss,)
         row["seconds"] = time.perf_counter() - start
         history.epochs.append(row)
-        log(
-            " ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+        line = " ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()
         )
+        if epoch < settings.epochs:  # at most this many are left: early stopping may end sooner
+            left = settings.epochs - epoch
+            line += f" | at most {left} epochs left, ETA {duration(left * row['seconds'])}"
+        log(line)
         if best_key is None or key > best_key:
             best_key, best_state, waited = key, copy.deepcopy(model.state_dict()), 0
             history.best_epoch = epoch

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -79,3 +81,74 @@ def frame_folder(tmp_path_factory) -> Path:
     folder.mkdir()
     ffmpeg("-i", str(MEAD_FRONT), "-vf", "fps=10", "-frames:v", "20", str(folder / "frame%d.png"))
     return folder
+
+
+def giant_png(path: Path, side: int = 20000) -> None:
+    """A one-colour ``side`` x ``side`` 1-bit PNG, written row by row (a few kB on disk)."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        body = kind + data
+        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
+
+    header = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])  # 1 bit, grey
+    packer = zlib.compressobj(9)
+    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then black pixels
+    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
+    path.write_bytes(
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
+    )
+
+
+@pytest.fixture(scope="session")
+def hostile_clips(tmp_path_factory, bad_clips, frame_folder) -> dict[str, Path]:
+    """Every hostile input of issue 17, made from real clips: case -> file or frame folder."""
+    folder = tmp_path_factory.mktemp("hostile")
+    one_second = ["-t", "1", "-c:v", "libx264", "-crf", "30", "-preset", "veryfast"]
+    clips = {"empty": bad_clips["empty"], "truncated": bad_clips["truncated"]}
+    clips["text_as_mp4"] = folder / "text.mp4"
+    clips["text_as_mp4"].write_text("this is a text file, not a video\n" * 200)
+    clips["wav_as_mp4"] = folder / "speech.mp4"
+    ffmpeg("-i", str(SPEECH_NEUTRAL), "-f", "wav", str(clips["wav_as_mp4"]))
+    clips["no_audio_stream"] = MEAD_FRONT
+    clips["audio_only"] = SPEECH_NEUTRAL
+    clips["no_face"] = bad_clips["no_face"]
+    clips["two_faces"] = folder / "two_faces.mp4"
+    ffmpeg(
+        *("-i", str(RAVDESS_AV), "-i", str(RAVDESS_AV.with_name("01-01-04-01-01-01-05.mp4"))),
+        *("-filter_complex", "[0:v][1:v]hstack=inputs=2,scale=1280:-2[v]", "-map", "[v]"),
+        *("-map", "0:a", *one_second, str(clips["two_faces"])),
+    )
+    sideways = folder / "sideways.mp4"
+    ffmpeg("-i", str(RAVDESS_AV), "-vf", "transpose=1", *one_second, str(sideways))
+    clips["rotation_tag"] = folder / "rotated.mp4"
+    ffmpeg("-display_rotation", "90", "-i", str(sideways), "-c", "copy", str(clips["rotation_tag"]))
+    clips["greyscale"] = folder / "grey.mp4"
+    ffmpeg("-i", str(RAVDESS_AV), "-vf", "format=gray", *one_second, str(clips["greyscale"]))
+    clips["single_frame"] = folder / "one.mp4"
+    ffmpeg(
+        "-i",
+        str(RAVDESS_AV),
+        "-frames:v",
+        "1",
+        "-an",
+        "-c:v",
+        "libx264",
+        str(clips["single_frame"]),
+    )
+    clips["tiny_64x36"] = folder / "tiny.mp4"
+    ffmpeg("-i", str(RAVDESS_AV), "-vf", "scale=64:36", *one_second, str(clips["tiny_64x36"]))
+    odd = folder / "take #2 & co"
+    odd.mkdir()
+    clips["hostile_name"] = odd / "happy 'é' #1 & (copy).mp4"
+    ffmpeg("-i", str(RAVDESS_AV), *one_second, str(clips["hostile_name"]))
+    data = bytearray(RAVDESS_AV.read_bytes())
+    third = len(data) // 3
+    data[third : 2 * third] = np.random.default_rng(0).bytes(third)
+    clips["random_middle"] = folder / "random_middle.mp4"
+    clips["random_middle"].write_bytes(bytes(data))
+    clips["bad_frame_folder"] = folder / "frames"
+    shutil.copytree(frame_folder, clips["bad_frame_folder"])
+    png = (clips["bad_frame_folder"] / "frame5.png").read_bytes()
+    (clips["bad_frame_folder"] / "frame5.png").write_bytes(png[: len(png) // 3])
+    giant_png(clips["bad_frame_folder"] / "frame9.png")
+    return clips

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 
+import h5py
 import numpy as np
 import pytest
 import torch
@@ -176,11 +177,13 @@ class Poisoned(Dataset):
         return x, y
 
 
-def test_a_nan_training_loss_stops_training_naming_the_epoch(tmp_path, caches):
+def test_a_nan_training_input_stops_training_naming_model_epoch_and_batch(tmp_path, caches):
     train_set, val_set = datasets(caches)
     poisoned = Poisoned(train_set, index=5, from_pass=3)
     checkpoint = tmp_path / "tiny.pt"
-    with pytest.raises(TrainingError, match=r"^tiny: epoch 3: the training loss is nan") as err:
+    one_item = train_set[5][0].numel()
+    match = rf"^tiny: epoch 3: training set, batch \d+: the input holds {one_item} NaN or infinite"
+    with pytest.raises(TrainingError, match=match) as err:
         run(caches, checkpoint, sets=(poisoned, val_set))
     assert isinstance(err.value, MsffError)
     # What was kept is epochs 1 and 2: finite weights, the best among them.
@@ -190,7 +193,57 @@ def test_a_nan_training_loss_stops_training_naming_the_epoch(tmp_path, caches):
     assert all(torch.isfinite(v).all() for v in saved["best_state"].values())
 
 
-def test_a_nan_validation_loss_stops_training_too(caches):
+def test_a_nan_validation_input_stops_training_too(caches):
     train_set, val_set = datasets(caches)
-    with pytest.raises(TrainingError, match=r"^tiny: epoch 1: the validation loss is nan"):
+    match = r"^tiny: epoch 1: validation set, batch 1: the input holds \d+ NaN or infinite"
+    with pytest.raises(TrainingError, match=match):
         run(caches, sets=(train_set, Poisoned(val_set, index=0, from_pass=1)))
+
+
+def test_a_diverging_loss_on_finite_inputs_is_told_apart(caches):
+    # A learning rate no net survives: the weights overflow, the inputs stay finite.
+    wild = train.TrainSettings(**{**vars(SETTINGS), "optimizer": "sgd", "lr": 1e37})
+    with pytest.raises(TrainingError, match=r"^tiny: epoch \d: the training loss is (nan|inf) on"):
+        run(caches, settings=wild)
+
+
+def test_nan_in_a_features_file_names_the_model_file_clip_and_rows(tmp_path, caches):
+    """A BLSTM on real speech: per segment, the mean of each spectrogram row (48 values)."""
+    from msff import cache
+    from msff.heads.blstm import train_blstm
+
+    clips, per_clip = [], []
+    for i, (label, path) in enumerate(sorted(caches.items())):
+        with h5py.File(path) as f:
+            rows = f["images"][0].mean(axis=2).astype(np.float32)  # scale 1.0: (K, 48)
+        clips.append(
+            dict(clip=f"c{label}", split="train" if i < 3 else "val", **{"class": str(label)})
+        )
+        per_clip.append(rows)
+    per_clip[1][[2, 3], 7] = np.nan  # two frames of the second clip
+    features = tmp_path / "features.h5"
+    cache.write_features(
+        features,
+        dict(backbone="vgg19", fc_width=48, weights="none"),
+        zip([c["clip"] for c in clips], per_clip, strict=True),
+    )
+    out = {k: tmp_path / f"vgg19_blstm_audio.{k}" for k in ("tsv", "pt", "json")}
+    match = (
+        rf"^vgg19_blstm_audio: {features}: clip 'c3' \(train\): 2 of {per_clip[1].size} "
+        rf"feature values are NaN or infinite, in rows \[2, 3\] of {len(per_clip[1])}"
+    )
+    with pytest.raises(TrainingError, match=match):
+        train_blstm(
+            str(features),
+            clips,
+            out["tsv"],
+            out["pt"],
+            out["json"],
+            [str(k) for k in sorted(caches)],
+            SETTINGS,
+            hidden=8,
+            window=8,
+            stride=4,
+            unseen_note="nothing heard",
+        )
+    assert not [p for p in out.values() if p.exists()]  # no scores of a clip never seen

@@ -164,6 +164,38 @@ def test_same_seed_same_frame_scores_whatever_ran_before(tmp_path, faces):
     assert written[0] == written[1]
 
 
+def test_finetuning_the_last_module_leaves_the_frozen_ones_bit_identical(tmp_path, faces):
+    """train_blocks=1: the last residual module learns with fc6-fc8; the rest stays FER2013's."""
+    from msff.models.fer2013 import build
+
+    pretrained = build(len(CLASSES), 32, None).model.state_dict()
+    finetune_cnn(
+        "fer2013",
+        records(FACE_CLIPS),
+        faces,
+        tmp_path / "cnn.pt",
+        tmp_path / "cnn.json",
+        tmp_path / "frames.tsv",
+        CLASSES,
+        replace(SETTINGS, epochs=2, backbone_lr=1e-3),
+        fc_width=32,
+        crop=56,
+        max_train_frames=8,
+        weights=None,
+        train_blocks=1,
+        device="cpu",
+    )
+    tuned = torch.load(tmp_path / "cnn.pt", weights_only=True)["state_dict"]
+    backbone = [k for k in pretrained if k.startswith("backbone.")]
+    last = [k for k in backbone if k.startswith("backbone.blocks.3.")]
+    assert last and len(last) < len(backbone)
+    # Every parameter and buffer (batch-norm statistics too) before the last module: as loaded.
+    for key in sorted(set(backbone) - set(last)):
+        assert torch.equal(tuned[key], pretrained[key]), key
+    changed = [k for k in last if not torch.equal(tuned[k], pretrained[k])]
+    assert any(k.endswith(".weight") for k in changed), changed
+
+
 def test_c3d_overfits_real_faces(tmp_path, faces):
     """C3D trained from scratch fits four clips; no face -> the uniform row."""
     clips = records(FACE_CLIPS, extra=[("c_noface", "sad")])

@@ -1,13 +1,16 @@
+import hashlib
 import os
 from pathlib import Path
 
+import h5py
 import numpy as np
 import pytest
 
 from msff import media
 from msff.errors import BadClipError
+from msff.stages.media import extract_frames
 
-from .conftest import CREMA_D, MEAD_DAMAGED, MEAD_FRONT, RAVDESS_AV, SPEECH_NEUTRAL
+from .conftest import CREMA_D, MEAD_DAMAGED, MEAD_FRONT, RAVDESS_AV, SPEECH_NEUTRAL, ffmpeg
 
 
 def test_ffmpeg_binary_is_found_without_a_system_package():
@@ -104,3 +107,47 @@ def test_not_a_media_file(tmp_path):
     path.write_text("this is text, not a video\n" * 100)
     with pytest.raises(BadClipError, match="notes.mp4: not a readable media file"):
         media.probe(path)
+
+
+# --- the paper preset's decode: source size, but bounded (issue 17) ------------------
+
+
+def test_paper_preset_decodes_4k_at_its_size_and_caps_8k(repo_config):
+    frames = repo_config["presets"]["paper"]["frames"]
+    assert frames["max_side"] is None and frames["max_pixels"] == 3840 * 2160
+    assert media.output_size(3840, 2160, None, frames["max_pixels"]) == (3840, 2160)
+    assert media.output_size(720, 576, None, frames["max_pixels"]) == (720, 576)  # AFEW
+    assert media.output_size(7680, 4320, None, frames["max_pixels"]) == (3840, 2160)
+    w, h = media.output_size(20000, 20000, None, frames["max_pixels"])  # a corrupt header
+    assert w == h and w * h <= frames["max_pixels"] and w > 2800
+    assert media.output_size(1280, 720, 640, frames["max_pixels"]) == (640, 360)
+
+
+def test_an_8k_clip_decodes_capped_in_chunks_of_bounded_bytes(tmp_path, repo_config):
+    big = tmp_path / "8k.mp4"
+    ffmpeg(
+        *("-i", str(RAVDESS_AV), "-t", "0.5", "-vf", "scale=7680:4320", "-an"),
+        *("-c:v", "libx264", "-preset", "ultrafast", str(big)),
+    )
+    assert (media.probe(big).video.width, media.probe(big).video.height) == (7680, 4320)
+    paper = repo_config["presets"]["paper"]["frames"]
+    stream = media.frames(big, **paper)
+    assert (stream.width, stream.height) == (3840, 2160)
+    frame_bytes = 3840 * 2160 * 3
+    assert stream.chunk == media.CHUNK_BYTES // frame_bytes < 32
+    sizes, chunked = [], hashlib.sha256()
+    for c in stream:
+        sizes.append(c.nbytes)
+        chunked.update(c.tobytes())
+    assert max(sizes) <= media.CHUNK_BYTES and len(sizes) > 1
+    assert sum(sizes) == 15 * frame_bytes  # every frame of 0.5 s at 29.97 fps
+    # The same pixels as a decode frame by frame: chunking changes memory, not frames.
+    single = hashlib.sha256()
+    for c in media.frames(big, **paper, chunk=1):
+        single.update(c.tobytes())
+    assert chunked.digest() == single.digest()
+    out = tmp_path / "frames.h5"
+    assert extract_frames("big", str(big), out, **paper) == ""
+    with h5py.File(out) as f:
+        assert f["frames"].shape == (15, 2160, 3840, 3)
+        assert f.attrs["source_width"] == 7680

@@ -397,9 +397,9 @@ def test_vgg19_errors_name_the_keys_as_the_file_does(tmp_path, vgg19_file):
         load_torchvision(VGG19(fc_width=SMALL), path, "vgg19")
 
 
-@pytest.mark.parametrize("name", ["fer2013", "vgg_face", "resnet50"])
+@pytest.mark.parametrize("name", ["fer2013", "vgg_face", "resnet50", "vgg19"])
 def test_one_backbone_pass_gives_features_and_class_scores(name):
-    """msff predict scores a backbone's frames and feeds its BLSTM from one features pass."""
+    """msff predict scores frames (or audio segments) and feeds the BLSTM from one pass."""
     from msff.heads.frame_cnn import build
 
     torch.manual_seed(0)

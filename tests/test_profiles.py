@@ -15,7 +15,7 @@ from snakemake.profiles import ProfileConfigFileParser
 from .conftest import REPO
 
 PROFILES = ("default", "slurm")
-ENV = ("MSFF_SLURM_PARTITION", "MSFF_SLURM_ACCOUNT", "MSFF_SLURM_GPUS")
+ENV = ("MSFF_SLURM_PARTITION", "MSFF_SLURM_ACCOUNT")
 
 
 def load(name: str) -> dict:
@@ -90,31 +90,72 @@ def test_slurm_profile_batches_the_per_clip_group():
     assert profile["executor"] == "slurm"
     assert "preprocess" in workflow_groups()
     assert profile["group-components"]["preprocess"] > 1
-    assert {"mem_mb", "runtime", "cpus_per_task"} <= set(profile["default-resources"])
-    assert {"mem_mb", "runtime", "cpus_per_task"} <= set(profile["set-resources"]["align_faces"])
 
 
-def test_slurm_site_settings_come_from_the_environment(monkeypatch):
-    resources = load("slurm")["default-resources"]
-    assert "slurm_partition" not in resources and "slurm_account" not in resources
-    assert "gpu" not in load("slurm")["set-resources"]["align_faces"]
+def test_slurm_profile_holds_only_site_settings(monkeypatch):
+    """What jobs need is the rules' (memory, time, threads, GPUs); the profile names the site."""
+    profile = load("slurm")
+    assert "set-resources" not in profile and "set-threads" not in profile
+    assert profile["default-resources"] == {}  # no partition or account unless the site says
     monkeypatch.setenv("MSFF_SLURM_PARTITION", "gpu_short")
     monkeypatch.setenv("MSFF_SLURM_ACCOUNT", "lab42")
-    monkeypatch.setenv("MSFF_SLURM_GPUS", "1")
     profile = load("slurm")
-    assert profile["default-resources"]["slurm_partition"] == "gpu_short"
-    assert profile["default-resources"]["slurm_account"] == "lab42"
-    assert profile["set-resources"]["align_faces"]["gpu"] == 1
+    assert profile["default-resources"] == {
+        "slurm_partition": "gpu_short",
+        "slurm_account": "lab42",
+    }
     assert "slurm_partition=gpu_short" in as_arguments("slurm")["default-resources"]
-    assert "align_faces:gpu=1" in as_arguments("slurm")["set-resources"]
 
 
-def test_default_profile_keeps_gpu_jobs_to_one_card():
-    assert load("default")["resources"]["gpu"] == 1
-    # ... and the rules that train or extract features are the ones that ask for a card.
-    text = "\n".join(p.read_text() for p in (REPO / "workflow" / "rules").glob("*.smk"))
-    gpu_rules = set(re.findall(r"rule (\w+):(?:(?!\nrule ).)*?gpu=1", text, re.S))
-    assert gpu_rules == {
+def demo_config(tmp_path, **changes) -> None:
+    """The repository's config, on the demo clips, with ``changes``, in tmp_path/config.yaml."""
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["samples"] = str(REPO / "demo" / "clips.tsv")
+    config.update(changes)
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+
+
+def planned_resources(tmp_path, **config_changes) -> dict[str, dict]:
+    """Each rule's resources as Snakemake plans its jobs for the demo (a dry run, no profile)."""
+    demo_config(tmp_path, **config_changes)
+    # -n --verbose prints every planned job's rule and resources (no profile: the rules' own).
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "snakemake",
+            "-n",
+            "--verbose",
+            "--workflow-profile",
+            "none",
+            "-s",
+            REPO / "Snakefile",
+            "-d",
+            tmp_path,
+            "--configfile",
+            tmp_path / "config.yaml",
+            "--cores",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    parts = re.split(r"(?m)^\s*rule (\w+):$", proc.stdout + proc.stderr)
+    planned = {}
+    for rule, block in zip(parts[1::2], parts[2::2], strict=True):
+        if rule == "all":  # the target rule runs nothing
+            continue
+        resources = re.search(r"^\s+resources: (.*)$", block, re.M)
+        assert resources, f"no resources printed for {rule}"
+        planned[rule] = dict(item.split("=", 1) for item in resources.group(1).split(", "))
+    return planned
+
+
+def test_rules_declare_what_their_jobs_need(tmp_path):
+    planned = planned_resources(tmp_path)
+    training = {
         "finetune_cnn",
         "cnn_features",
         "train_blstm",
@@ -122,14 +163,27 @@ def test_default_profile_keeps_gpu_jobs_to_one_card():
         "finetune_audio_cnn",
         "audio_features",
         "train_blstm_audio",
-    }  # the crossval_* and weighted_* rules inherit theirs (`use rule ... with:`)
+    }
+    assert training <= set(planned)
+    for rule, resources in planned.items():
+        assert int(resources["mem_mb"]) >= 2000, rule
+        assert int(resources["runtime"]) >= 1, rule
+        assert int(resources.get("gpu", 0)) == (1 if rule in training else 0), rule
+    assert planned["align_faces"]["mem_mb"] == "4000"
+    assert planned["train_c3d"]["runtime"] == "60"
+    # Without a card the training jobs ask for none (and so can run side by side).
+    assert all(
+        int(r.get("gpu", 0)) == 0 for r in planned_resources(tmp_path, gpus_per_job=0).values()
+    )
+
+
+def test_default_profile_keeps_gpu_jobs_to_one_card():
+    assert load("default")["resources"]["gpu"] == 1
 
 
 @pytest.mark.parametrize("name", PROFILES)
 def test_dry_run_of_the_demo_with_the_profile(name, tmp_path):
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["samples"] = str(REPO / "demo" / "clips.tsv")
-    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    demo_config(tmp_path)
     proc = subprocess.run(
         [
             sys.executable,

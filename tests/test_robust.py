@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import zlib
 from pathlib import Path
 
 import h5py
@@ -30,7 +29,7 @@ from msff.stages.audio import opensmile
 from msff.stages.faces import align_faces
 from msff.stages.media import extract_audio, extract_frames
 
-from .conftest import CREMA_D, MEAD_FRONT, RAVDESS_AV, REPO, SPEECH_NEUTRAL, ffmpeg
+from .conftest import CREMA_D, MEAD_FRONT, RAVDESS_AV, REPO, SPEECH_NEUTRAL, ffmpeg, giant_png
 
 # align_faces as the repo's cpu preset runs it (min_face_size 40, detection at 480).
 FACES = dict(
@@ -46,22 +45,6 @@ FACES = dict(
 
 def leftovers(folder: Path) -> list[str]:
     return [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
-
-
-def giant_png(path: Path, side: int = 20000) -> None:
-    """A one-colour ``side`` x ``side`` 1-bit PNG, written row by row (a few kB on disk)."""
-
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        body = kind + data
-        return len(data).to_bytes(4, "big") + body + zlib.crc32(body).to_bytes(4, "big")
-
-    header = side.to_bytes(4, "big") * 2 + bytes([1, 0, 0, 0, 0])  # 1 bit, grey
-    packer = zlib.compressobj(9)
-    row = bytes(1 + (side + 7) // 8)  # filter byte 0, then black pixels
-    data = b"".join(packer.compress(row) for _ in range(side)) + packer.flush()
-    path.write_bytes(
-        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", data) + chunk(b"IEND", b"")
-    )
 
 
 # --- 1. any per-clip failure is recorded for that clip --------------------------------

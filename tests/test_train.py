@@ -1,9 +1,12 @@
+import logging
+
 import numpy as np
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
 from msff import datasets, scores, train
+from msff.logs import Progress, duration
 
 
 def test_windows_cover_the_clip_and_loop_short_ones():
@@ -42,6 +45,32 @@ def test_fit_learns_keeps_the_best_epoch_and_is_seeded():
     assert (probs.argmax(1) == y.numpy()).mean() == best["val_acc"]
     again, _ = run()
     torch.testing.assert_close(model.weight, again.weight)
+
+
+def test_each_epoch_line_says_how_long_at_most_is_left():
+    x = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
+    data = TensorDataset(x, (x[:, 0] > 0).long())
+    settings = train.TrainSettings(batch_size=8, epochs=3, patience=3, seed=0)
+    lines = []
+    train.fit(torch.nn.Linear(3, 2), data, data, settings, 2, torch.device("cpu"), log=lines.append)
+    assert [line.split(" | ")[1].split(",")[0] for line in lines[:2]] == [
+        "at most 2 epochs left",
+        "at most 1 epochs left",
+    ]
+    assert all(" ETA " in line for line in lines[:2]) and " | " not in lines[2]
+
+
+def test_progress_of_long_work_is_logged_with_an_eta(caplog):
+    caplog.set_level(logging.INFO, logger="msff")
+    progress = Progress("clip c", 400, "frames", every_s=0.0)
+    for done in (100, 200, 400):
+        progress.update(done)
+    # Done is not progress: the stage's own last line says so.
+    assert [r.getMessage().split(", ETA ")[0] for r in caplog.records] == [
+        "clip c: 100 of 400 frames",
+        "clip c: 200 of 400 frames",
+    ]
+    assert duration(42) == "42 s" and duration(600) == "10.0 min" and duration(7200) == "2.0 h"
 
 
 def test_class_weights():

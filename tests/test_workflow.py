@@ -338,8 +338,23 @@ def planned(repo: Path, work: Path) -> set[str]:
     return {line.split()[0] for line in table.splitlines()[3:] if line.strip()}
 
 
+# Every hostile case of issue 17 (conftest's hostile_clips) in the same run: those not in
+# the sheet already join it as test clips, so each gets fused predictions and a submission.
+HOSTILE_IN_SHEET = {
+    "empty": "zero_bytes",
+    "truncated": "truncated",
+    "no_audio_stream": "mead_no_audio",
+    "audio_only": "speech_neutral",
+    "no_face": "no_face",
+}
+
+
+def hostile_clip(case: str) -> str:
+    return HOSTILE_IN_SHEET.get(case, f"hostile_{case}")
+
+
 @pytest.fixture(scope="module")
-def full_run(project):
+def full_run(project, hostile_clips):
     repo, work, _ = project
     rows = pd.read_csv(work / "clips.tsv", sep="\t", dtype=str).to_dict("records")
     for clip, (path, label, actor) in SPEECH_TRAIN.items():
@@ -347,6 +362,12 @@ def full_run(project):
             dict(clip=clip, path=str(path), label=label, split="train", speaker=actor)
             | dict(has_video="False", has_audio="True", face_input="")
         )
+    for i, (case, path) in enumerate(hostile_clips.items()):
+        if case not in HOSTILE_IN_SHEET:  # the sheet believes each has both streams
+            rows.append(
+                dict(clip=hostile_clip(case), path=str(path), label="happy", split="test")
+                | dict(speaker=f"hostile{i}", has_video="True", has_audio="True", face_input="")
+            )
     write_sheet(work, rows)
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["presets"]["cpu"]["models"]["epochs"] = 2  # the DAG, not accuracy, is tested
@@ -382,6 +403,59 @@ def test_every_model_scores_every_clip_and_fusion_predicts_despite_bad_clips(ful
     for clip, label in zip(predictions["clip"], predictions["predicted"], strict=True):
         text = (work / "results" / "submission" / f"{clip}.txt").read_text()
         assert text == label.capitalize() + "\n"
+
+
+def test_every_hostile_case_ends_scored_fused_and_explained(full_run, hostile_clips):
+    from .test_hostile import EXPECT
+
+    _, work, _ = full_run
+    classes = yaml.safe_load((work / "config.yaml").read_text())["labels"]["classes"]
+    qc = pd.read_csv(work / "results" / "qc.tsv", sep="\t", index_col="clip", dtype=str)
+    qc = qc.fillna("")
+    from msff import scores
+
+    tables = {p.stem: scores.read(p, classes) for p in (work / "results" / "scores").glob("*.tsv")}
+    assert {"fer2013_blstm", "c3d", "vgg19_blstm_audio", "opensmile_svm", "fusion"} <= set(tables)
+    predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t", index_col="clip")
+    assert set(EXPECT) == set(hostile_clips)
+    for case, (decodes, face, heard) in EXPECT.items():
+        clip = hostile_clip(case)
+        row = qc.loc[clip]
+        for name, table in tables.items():
+            assert clip in table.index, (name, clip)
+        if clip.startswith("hostile_"):  # a test clip: predicted and submitted
+            assert predictions.loc[clip, "predicted"] in classes
+            assert (work / "results" / "submission" / f"{clip}.txt").exists()
+        branches = row["branches"].split("+")
+        if not decodes and case != "audio_only":  # the sheet said it has video
+            assert row["status"] == "error" and f"clip {clip}: " in row["error"], row.to_dict()
+        if face is not None:
+            assert ("face" in branches) == face, row.to_dict()
+        if heard is not None:  # decoded; a silent track (the 1-s cuts) is noted, not used
+            assert (row["audio"] in ("speech", "silent")) == heard, row.to_dict()
+            assert heard or "audio" not in branches, row.to_dict()
+        # A clip that lost a branch the sheet promised says why: an error or a note.
+        if "face" not in branches or "audio" not in branches:
+            assert row["error"] or row["note"], row.to_dict()
+
+
+def test_predict_prints_a_line_for_every_hostile_file(full_run, hostile_clips):
+    _, work, _ = full_run
+    sources = [str(p) for p in hostile_clips.values()]
+    proc = subprocess.run(
+        [sys.executable, "-m", "msff", "predict", *sources, "--results", str(work / "results")],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    lines = proc.stdout.splitlines()
+    assert [line.split("\t")[0] for line in lines] == sources, proc.stdout
+    for line in lines:
+        label = line.split("\t")[1]
+        assert (
+            label.startswith("error: ")
+            or label in yaml.safe_load((work / "config.yaml").read_text())["labels"]["classes"]
+        ), line
 
 
 def test_editing_c3d_reruns_only_c3d_and_what_reads_its_scores(full_run):
@@ -431,16 +505,35 @@ def test_predict_reproduces_the_fused_scores_of_the_workflow(full_run):
     config = yaml.safe_load((work / "config.yaml").read_text())
     classes = config["labels"]["classes"]
     from msff import scores
-    from msff.predict import predict, run_config
+    from msff.predict import Predictor, run_config
 
     cfg = run_config(work / "results")
     assert cfg["presets"]["cpu"]["models"]["epochs"] == 2  # the run's config, not the repo's
     fused = scores.read(work / "results" / "scores" / "fusion.tsv", classes)
+    frame_cnn = scores.read(work / "results" / "scores" / "fer2013_frames.tsv", classes)
     paths = {r["clip"]: r["path"] for r in rows}
-    for clip, face_input in (("crema_angry", "detect"), ("ck_surprise", "precropped")):
-        result = predict(paths[clip], work / "results", dict(cfg, face_input=face_input))
-        got = np.array([result["scores"][c] for c in classes])
+    # A CK+ frame folder has no audio: the audio model cannot see it, the face models can.
+    for clip, face_input, unable in (
+        ("crema_angry", "detect", []),
+        ("ck_surprise", "precropped", ["opensmile_svm"]),
+    ):
+        predictor = Predictor(work / "results", dict(cfg, face_input=face_input))
+        result = predictor(paths[clip], per_frame=True)
+        got = np.array([result.scores[c] for c in classes])
         # fc7 features are stored as float16 in the workflow, and predict rounds the same
         # way; scores are written with 6 significant digits.
         np.testing.assert_allclose(got, fused.loc[clip, classes].to_numpy(float), atol=2e-3)
-        assert result["label"] == classes[int(np.argmax(fused.loc[clip, classes]))]
+        assert result.label == classes[int(np.argmax(fused.loc[clip, classes]))]
+        assert result.mode == "fused" and result.models_unable == unable
+        # Per frame: a row per frame of the run's faces cache, the frame CNN's scores,
+        # whose mean over the found faces is what the workflow wrote for the clip.
+        frames = pd.DataFrame(result.frames)
+        with h5py.File(work / "results" / "faces" / f"{clip}.h5", "r") as f:
+            found = f["found"][()]
+        assert len(frames) == len(found) and (frames["found"].to_numpy() == found).all()
+        assert set(frames["model"]) == {"fer2013_frames"}
+        np.testing.assert_allclose(
+            frames.loc[frames["found"], classes].to_numpy(float).mean(0),
+            frame_cnn.loc[clip, classes].to_numpy(float),
+            atol=2e-3,
+        )

@@ -5,12 +5,14 @@ finetune_audio_cnn  VGG-19 (or the shallower VGG layout ``layers`` names) traine
                     band masking, quiet segments optionally left out) of the training clips
 audio_features      its fc7 features of every scale-1.0 segment of every clip -> a
                     features file (:mod:`msff.cache` layout), the audio BLSTM's input
-infer               one clip's spectrograms -> class probabilities through the BLSTM
+infer               one clip's spectrograms -> fc7 features (the BLSTM's input) and
+                    each segment's class probabilities, from one pass
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import torch
 
 from msff.datasets import SpectrogramAugment, SpectrogramSegments
 from msff.devices import pick_device
-from msff.heads import blstm, common
+from msff.heads import common
 from msff.models import vgg19
 from msff.models.build import Built
 from msff.train import TrainSettings
@@ -129,23 +131,24 @@ def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
         None,
         meta["input_size"],
         meta["batch_norm"],
-        meta["layers"],
-        meta["pool"],
-        meta["standardise"],
+        meta.get("layers", "E"),
+        meta.get("pool", 7),
+        meta.get("standardise", "none"),
     )
     built.model.load_state_dict(saved["state_dict"])
     return built, meta
 
 
-def segment_batches(path: str | None, prepare, batch_size: int) -> list[torch.Tensor]:
-    """The clip's scale-1.0 segment images, prepared, in batches ([] when nothing is heard)."""
+def segment_batches(path: str | None, prepare, batch_size: int) -> Iterator[torch.Tensor]:
+    """The clip's scale-1.0 segment images, prepared, batch by batch (none: nothing heard).
+
+    Read one batch at a time: memory does not grow with the clip's length.
+    """
     if not path:
-        return []
+        return
     data = SpectrogramSegments([path], [0], False, prepare)
-    return [
-        torch.stack([data[i][0] for i in range(s, min(s + batch_size, len(data)))])
-        for s in range(0, len(data), batch_size)
-    ]
+    for s in range(0, len(data), batch_size):
+        yield torch.stack([data[i][0] for i in range(s, min(s + batch_size, len(data)))])
 
 
 def audio_features(
@@ -169,15 +172,27 @@ def audio_features(
     )
 
 
-def infer(
-    cnn_pt: str | Path, blstm_pt: str | Path, spectrograms_h5: str | Path
-) -> np.ndarray | None:
-    """Class probabilities of one clip: VGG-19 features of its segments, then the BLSTM.
+def load(model_pt: str | Path, device: str = "cpu") -> tuple[Built, dict]:
+    """A trained spectrogram CNN ready to score segments on ``device`` (for ``infer``)."""
+    built, meta = rebuild(model_pt)
+    built.model.to(pick_device(device)).eval()
+    return built, meta
 
-    None when nothing can be heard (no segment, or a silent track).
+
+def infer(
+    loaded: tuple[Built, dict], spectrograms_h5: str | Path, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """fc7 features and class probabilities of a clip's scale-1.0 segments, from one pass.
+
+    The features are the audio BLSTM's input (``blstm.infer``). None when nothing can be
+    heard (no segment, or a silent track).
     """
-    built, _ = rebuild(cnn_pt)
-    batches = segment_batches(str(spectrograms_h5), built.prepare, 64)
-    if not batches:
+    built, _ = loaded
+    if not len(SpectrogramSegments([str(spectrograms_h5)], [0], False, built.prepare)):
         return None
-    return blstm.infer(blstm_pt, common.features(built.model, batches, torch.device("cpu")))
+    dev = next(built.model.parameters()).device
+    batches = segment_batches(str(spectrograms_h5), built.prepare, batch_size)
+    feats = common.features(built.model, batches, dev)
+    with torch.no_grad():
+        logits = built.model.classify(torch.from_numpy(feats).to(dev))
+    return feats, torch.softmax(logits.float(), 1).cpu().numpy()

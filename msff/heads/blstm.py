@@ -40,6 +40,7 @@ def train_blstm(
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
     features, source = cache.read_features(features_h5, [c["clip"] for c in clips])
+    common.check_finite_features(features, clips, features_h5, Path(out_model).stem)
     labels = common.labels(clips, classes)
 
     def windowed(idx):
@@ -85,16 +86,22 @@ def train_blstm(
     )
 
 
-def infer(model_pt: str | Path, features: np.ndarray) -> np.ndarray | None:
-    """Class probabilities of one clip from its feature sequence; None when it has none.
-
-    ``features`` are rounded to float16 first, as the workflow stores them.
-    """
+def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
+    """A trained BLSTM and its meta (``infer``'s first argument); it runs on the CPU."""
     saved = common.load(model_pt)
     meta = saved["meta"]
     model = BLSTM(meta["input_dim"], meta["hidden"], 2, len(meta["classes"]))
     model.load_state_dict(saved["state_dict"])
-    model.eval()
+    return model.eval(), meta
+
+
+def infer(loaded: tuple[BLSTM, dict], features: np.ndarray) -> np.ndarray | None:
+    """Class probabilities of one clip from its feature sequence; None when it has none.
+
+    ``features`` are rounded to float16 first, as the workflow stores them. The windows
+    of a clip are small (window x fc_width each), so they are scored in one batch.
+    """
+    model, meta = loaded
     index = windows(len(features), meta["window"], meta["stride"])
     if not index:
         return None

@@ -112,7 +112,16 @@ def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
     return built, meta
 
 
-def infer(model_pt: str | Path, faces_h5: str | Path, batch_size: int = 8) -> np.ndarray | None:
+def load(model_pt: str | Path, device: str = "cpu") -> tuple[Built, dict]:
+    """A trained C3D ready to score clips on ``device`` (``infer``'s first argument)."""
+    built, meta = rebuild(model_pt)
+    built.model.to(pick_device(device)).eval()
+    return built, meta
+
+
+def infer(
+    loaded: tuple[Built, dict], faces_h5: str | Path, batch_size: int = 8
+) -> np.ndarray | None:
     """Class probabilities of one clip: the mean over its windows; None without a face.
 
     Windows go through the network ``batch_size`` at a time, so memory does not grow
@@ -120,8 +129,15 @@ def infer(model_pt: str | Path, faces_h5: str | Path, batch_size: int = 8) -> np
     """
     if not len(found_rows(faces_h5)):
         return None
-    built, meta = rebuild(model_pt)
-    windows = FaceClips(
+    built, _ = loaded
+    dev = next(built.model.parameters()).device
+    return predict(built.model, clip_windows(loaded, faces_h5), dev, batch_size=batch_size).mean(0)
+
+
+def clip_windows(loaded: tuple[Built, dict], faces_h5: str | Path) -> FaceClips:
+    """One clip's test-time windows, prepared as the trained C3D reads them."""
+    built, meta = loaded
+    return FaceClips(
         [str(faces_h5)],
         [0],
         meta["frames"],
@@ -131,5 +147,3 @@ def infer(model_pt: str | Path, faces_h5: str | Path, batch_size: int = 8) -> np
         False,
         built.prepare,
     )
-    probs = predict(built.model, windows, torch.device("cpu"), batch_size=batch_size)
-    return probs.mean(0)

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from msff import cache, scores
-from msff.errors import ConfigError
+from msff.errors import ConfigError, TrainingError
 from msff.logs import log
 from msff.train import TrainSettings, clip_means, fit, write_provenance
 
@@ -27,6 +27,26 @@ def labels(clips: list[dict], classes: list[str]) -> list[int]:
 def subset(clips: list[dict], split: str) -> list[int]:
     """Indices of the clips of one split."""
     return [i for i, c in enumerate(clips) if c["split"] == split]
+
+
+def check_finite_features(
+    features: list[np.ndarray], clips: list[dict], path: str | Path, name: str
+) -> None:
+    """Refuse a features file holding NaN or infinity, naming the model, file, clip and row.
+
+    Features are the only float inputs read from disk (faces and spectrograms are uint8);
+    a NaN there would otherwise surface as a NaN loss, or as scores of a clip never seen.
+    """
+    for clip, values in zip(clips, features, strict=True):
+        bad = ~np.isfinite(values)
+        if bad.any():
+            rows = np.flatnonzero(bad.any(axis=1))
+            raise TrainingError(
+                f"{name}: {path}: clip {clip['clip']!r} ({clip['split']}): {int(bad.sum())} "
+                f"of {bad.size} feature values are NaN or infinite, in rows "
+                f"{rows[:5].tolist()}{' ...' if len(rows) > 5 else ''} of {len(values)}; "
+                "nothing trained"
+            )
 
 
 def save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:

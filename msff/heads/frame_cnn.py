@@ -11,6 +11,7 @@ infer          one clip's faces -> (fc7 features, frame class probabilities), on
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from importlib import import_module
 from pathlib import Path
 
@@ -176,17 +177,18 @@ def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
     return built, meta
 
 
-def face_batches(path: str | None, crop: int, prepare, batch_size: int) -> list[torch.Tensor]:
-    """The clip's found faces, centre-cropped and prepared, in batches ([] when none)."""
+def face_batches(path: str | None, crop: int, prepare, batch_size: int) -> Iterator[torch.Tensor]:
+    """The clip's found faces, centre-cropped and prepared, batch by batch (none: no face).
+
+    Read one batch at a time: memory does not grow with the clip's length.
+    """
     rows = found_rows(path) if path else np.zeros(0, int)
     if not len(rows):
-        return []
+        return
     with h5py.File(path, "r") as f:
         faces = f["faces"]
-        return [
-            prepare(centre_crop(faces[rows[i : i + batch_size]], crop))
-            for i in range(0, len(rows), batch_size)
-        ]
+        for i in range(0, len(rows), batch_size):
+            yield prepare(centre_crop(faces[rows[i : i + batch_size]], crop))
 
 
 def cnn_features(
@@ -210,18 +212,25 @@ def cnn_features(
     )
 
 
+def load(model_pt: str | Path, device: str = "cpu") -> tuple[Built, dict]:
+    """A fine-tuned frame CNN ready to score faces on ``device`` (``infer``'s first argument)."""
+    built, meta = rebuild(model_pt)
+    built.model.to(pick_device(device)).eval()
+    return built, meta
+
+
 def infer(
-    model_pt: str | Path, faces_h5: str | Path, device: str = "cpu"
+    loaded: tuple[Built, dict], faces_h5: str | Path, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray] | None:
     """fc7 features and class probabilities of a clip's found faces, from one pass.
 
-    None when the clip has no found face.
+    ``loaded`` is what :func:`load` gives; None when the clip has no found face.
     """
-    dev = torch.device(device)
-    built, meta = rebuild(model_pt)
-    batches = face_batches(str(faces_h5), meta["crop"], built.prepare, 64)
-    if not batches:
+    built, meta = loaded
+    if not len(found_rows(faces_h5)):
         return None
+    dev = next(built.model.parameters()).device
+    batches = face_batches(str(faces_h5), meta["crop"], built.prepare, batch_size)
     feats = common.features(built.model, batches, dev)
     with torch.no_grad():
         logits = built.model.classify(torch.from_numpy(feats).to(dev))

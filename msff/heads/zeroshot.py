@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -30,25 +31,36 @@ def _columns(classes: list[str], kept: list[str]) -> tuple[np.ndarray, np.ndarra
 
 
 @torch.no_grad()
-def clip_scores(
-    model, faces_h5: str | Path | None, classes: list[str], kept: list[str], batch_size: int = 64
-) -> np.ndarray | None:
-    """One clip's class probabilities; None when no face was found.
+def fer2013_probabilities(
+    model, faces_h5: str | Path | None, batch_size: int = 64
+) -> Iterator[np.ndarray]:
+    """FER2013's softmax of a clip's found faces, batch by batch (none: no face found).
 
     Faces are read ``batch_size`` at a time: memory does not grow with the clip.
     """
     rows = found_rows(faces_h5) if faces_h5 else np.zeros(0, int)
-    if not len(rows):
-        return None
-    total = np.zeros(len(FER2013_CLASSES))
     for start in range(0, len(rows), batch_size):
         faces = cache.read_face_rows(faces_h5, rows[start : start + batch_size])
-        total += torch.softmax(model(preprocess(faces)), 1).sum(0).numpy()
+        yield torch.softmax(model(preprocess(faces)), 1).numpy()
+
+
+def as_classes(fer2013: np.ndarray, classes: list[str], kept: list[str]) -> np.ndarray:
+    """FER2013 scores ``(..., 7)`` as config's classes, renormalised over the kept ones."""
     columns, keep = _columns(classes, kept)
-    mapped = np.where(columns >= 0, total[columns], 0.0) * keep
-    if mapped.sum() <= 0:  # none of the kept classes is one FER2013 knows
-        return np.full(len(classes), 1 / len(classes))
-    return mapped / mapped.sum()
+    mapped = np.where(columns >= 0, fer2013[..., columns], 0.0) * keep
+    total = mapped.sum(-1, keepdims=True)
+    # None of the kept classes is one FER2013 knows: uniform.
+    return np.where(total > 0, mapped / np.where(total > 0, total, 1), 1 / len(classes))
+
+
+def clip_scores(
+    model, faces_h5: str | Path | None, classes: list[str], kept: list[str], batch_size: int = 64
+) -> np.ndarray | None:
+    """One clip's class probabilities (its faces' summed softmax); None when no face was found."""
+    total, n = np.zeros(len(FER2013_CLASSES)), 0
+    for probs in fer2013_probabilities(model, faces_h5, batch_size):
+        total, n = total + probs.sum(0), n + len(probs)
+    return as_classes(total, classes, kept) if n else None
 
 
 def scores_of(
@@ -96,9 +108,14 @@ def zeroshot_scores(
     cache.write_text(out_model, json.dumps(record, indent=2))
 
 
-def infer(model_json: str | Path, faces_h5: str | Path) -> np.ndarray | None:
-    """One clip's zero-shot class probabilities; None when no face was found."""
+def load(model_json: str | Path) -> tuple[torch.nn.Module, dict]:
+    """FER2013's network and the run's record of it (``infer``'s first argument)."""
     record = json.loads(Path(model_json).read_text())
     weights = record["weights"] if Path(record["weights"]).is_file() else None
-    model = load_fer2013(weights).eval()
+    return load_fer2013(weights).eval(), record
+
+
+def infer(loaded: tuple[torch.nn.Module, dict], faces_h5: str | Path) -> np.ndarray | None:
+    """One clip's zero-shot class probabilities; None when no face was found."""
+    model, record = loaded
     return clip_scores(model, faces_h5, record["classes"], record["kept_classes"])

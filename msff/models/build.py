@@ -39,8 +39,9 @@ def freeze_conv(model: nn.Module) -> tuple[str, ...]:
 
     The paper fine-tunes only the fully connected layers of its pretrained CNNs
     (VGG-Face fc6-fc8, the ResNet-50 head, C3D fc6-fc8) and keeps the convolutions
-    as they were trained. Frozen batch norms of :class:`~msff.models.resnet.ResNet50`
-    also keep their running statistics in training mode.
+    as they were trained. Frozen batch norms of the pretrained backbones (ResNet-50,
+    FER2013) also keep their running statistics in training mode
+    (:func:`hold_frozen_batch_norms`).
 
     Returns
     -------
@@ -50,9 +51,21 @@ def freeze_conv(model: nn.Module) -> tuple[str, ...]:
     head = {id(p) for m in model.modules() if isinstance(m, nn.Linear) for p in m.parameters()}
     for p in model.parameters():
         p.requires_grad_(id(p) in head)
-    # Re-apply the current mode: ResNet50.train() puts the now frozen batch norms in eval.
+    # Re-apply the current mode: train() keeps the now frozen batch norms in eval.
     model.train(model.training)
     return tuple(name for name, p in model.named_parameters() if p.requires_grad)
+
+
+def hold_frozen_batch_norms(model: nn.Module) -> None:
+    """Put every batch norm whose weights are frozen in eval mode, in training too.
+
+    A frozen batch norm keeps the running statistics it was pretrained with: batches of
+    8 faces of one data set would otherwise drag them away from what the frozen layers
+    after it expect (and the "frozen" backbone would change). Call it from ``train()``.
+    """
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and not m.weight.requires_grad:
+            m.eval()
 
 
 def unfreeze_last(model: nn.Module, k: int) -> list[str]:
@@ -71,7 +84,7 @@ def unfreeze_last(model: nn.Module, k: int) -> list[str]:
             p.requires_grad_(True)
             names.append(name)
     model._finetuned = [p for p in model.parameters() if id(p) in ids]
-    model.train(model.training)  # ResNet50 keeps frozen batch norms in eval: refresh
+    model.train(model.training)  # frozen batch norms stay in eval: refresh which are
     return names
 
 

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from msff.models.build import Built, unfreeze_last
+from msff.models.build import Built, hold_frozen_batch_norms, unfreeze_last
 from msff.models.mini_xception import MiniXception, load_fer2013, preprocess
 
 
@@ -32,6 +32,12 @@ class Fer2013Net(nn.Module):
         self.fc7 = nn.Linear(fc_width, fc_width)
         self.fc8 = nn.Linear(fc_width, num_classes)
         self.dropout = nn.Dropout(dropout)
+
+    def train(self, mode: bool = True) -> Fer2013Net:
+        """Set training mode, but keep frozen batch norms in eval mode (their statistics)."""
+        super().train(mode)
+        hold_frozen_batch_norms(self)
+        return self
 
     def blocks_in_order(self) -> list[nn.Module]:
         """The backbone's blocks, input to output: the stem, then the 4 residual modules."""

@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models import resnet50
 
-from msff.models.build import Built, finish, rgb_input, unfreeze_last
+from msff.models.build import Built, finish, hold_frozen_batch_norms, rgb_input, unfreeze_last
 from msff.models.weights import IMAGENET_PREPROCESS, load_torchvision
 
 
@@ -74,16 +74,9 @@ class ResNet50(nn.Module):
         return self.classify(self.features(x))
 
     def train(self, mode: bool = True) -> ResNet50:
-        """Set training mode, but keep frozen batch norms in eval mode.
-
-        A batch norm whose weights are frozen (see :func:`msff.models.build.freeze_conv`) keeps
-        its ImageNet running statistics too: batches of 8 faces of one data set would
-        otherwise drag them away from the statistics the frozen layers were trained with.
-        """
+        """Set training mode; frozen batch norms stay in eval (their ImageNet statistics)."""
         super().train(mode)
-        for m in self.modules():
-            if isinstance(m, nn.BatchNorm2d) and not m.weight.requires_grad:
-                m.eval()
+        hold_frozen_batch_norms(self)
         return self
 
 

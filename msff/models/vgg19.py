@@ -90,9 +90,13 @@ class VGG19(nn.Module):
         """fc7 activations after ReLU, ``(B, fc_width)``."""
         return self.classifier[:5](torch.flatten(self.avgpool(self.convs(x)), 1))
 
+    def classify(self, features: torch.Tensor) -> torch.Tensor:
+        """Class logits ``(B, num_classes)`` of fc7 ``features``."""
+        return self.classifier[5:](features)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` of images ``(B, 3, H, W)``."""
-        return self.classifier[5:](self.features(x))
+        return self.classify(self.features(x))
 
 
 def build(

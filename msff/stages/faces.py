@@ -8,11 +8,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
 from msff import cache
 from msff.faces import FaceDetector, Tracker, align, interpolate_track, keyframes, template
+from msff.logs import Progress
 from msff.stages import log, recording_bad_clips, upstream_error
 
 
@@ -44,6 +46,8 @@ def align_faces(
         detector = FaceDetector(min_face_size, detect_max_side, device)
         tracker = None
         n_frames = n_found = n_detected = 0
+        with h5py.File(frames, "r") as f:
+            progress = Progress(f"clip {clip}", len(f["frames"]), "frames")
         with cache.atomic_h5(out, clip) as f:
             writer = cache.FaceWriter(f, size)
             for chunk in cache.frame_chunks(frames, batch_size * detect_every):
@@ -70,6 +74,7 @@ def align_faces(
                 n_frames += len(chunk)
                 n_found += int(track.found.sum())
                 n_detected += len(keys)
+                progress.update(n_frames)
             f.attrs.update(
                 fps=meta["fps"],
                 size=size,

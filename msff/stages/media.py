@@ -15,12 +15,18 @@ def extract_frames(
     fps: float | None,
     max_side: int | None,
     ffmpeg: str | None = None,
+    max_pixels: int | None = None,
 ) -> str:
-    """Decode ``source`` at ``fps`` (None: source rate), longest side ``max_side``."""
+    """Decode ``source`` at ``fps`` (None: source rate), longest side ``max_side``.
+
+    ``max_pixels`` caps a frame's pixels (see ``msff.media.frames``).
+    """
 
     def work():
         info = media.probe(source, ffmpeg)
-        stream = media.frames(source, fps=fps, max_side=max_side, exe=ffmpeg, info=info)
+        stream = media.frames(
+            source, fps=fps, max_side=max_side, exe=ffmpeg, info=info, max_pixels=max_pixels
+        )
         with cache.atomic_h5(out, clip) as f:
             writer = cache.FrameWriter(f, stream.height, stream.width)
             for chunk in stream:

@@ -12,6 +12,8 @@ rule spectrograms:
         "preprocess"
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **PER_CLIP_RESOURCES,
     params:
         audio={
             k: v
@@ -34,5 +36,7 @@ rule opensmile:
         "preprocess"
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **PER_CLIP_RESOURCES,
     script:
         "../scripts/opensmile.py"

@@ -12,6 +12,8 @@ rule svm_opensmile:
         "benchmarks/svm_opensmile.tsv"
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
     params:
         clips=clip_records(),
         features=lambda wildcards, input: {
@@ -38,7 +40,7 @@ rule finetune_audio_cnn:
         "../../envs/msff.yaml"
     threads: 2
     resources:
-        gpu=1,
+        **TRAINING_RESOURCES,
     params:
         clips=clip_records(),
         spectrograms=spectrogram_cache_map,
@@ -64,7 +66,7 @@ rule audio_features:
         "../../envs/msff.yaml"
     threads: 2
     resources:
-        gpu=1,
+        **TRAINING_RESOURCES,
     params:
         clips=clip_records(),
         spectrograms=spectrogram_cache_map,
@@ -88,7 +90,7 @@ rule train_blstm_audio:
         "../../envs/msff.yaml"
     threads: 2
     resources:
-        gpu=1,
+        **TRAINING_RESOURCES,
     params:
         clips=clip_records(),
         classes=CLASSES,

@@ -105,6 +105,8 @@ rule class_weighting:
         "logs/class_weighting.log",
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
     params:
         scores=lambda wildcards, input: dict(zip(weighted_models(), input.scores)),
         flipped=lambda wildcards, input: dict(zip(weighted_models(), input.flipped)),

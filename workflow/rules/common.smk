@@ -21,6 +21,24 @@ msff.config.validate(config, "config", "config")
 msff.config.check_label_map(config["labels"])
 PRESET = msff.config.preset(config)
 
+# What each job asks of the machine or the cluster (Snakemake resources): memory in MB,
+# minutes (a retry after a time-out gets `attempt` times as long), GPUs. Measured at the
+# paper preset with margin (benchmarks/, bench/README.md); the Slurm profile adds only the
+# site's settings (partition, account).
+GPUS = config["gpus_per_job"]
+PER_CLIP_RESOURCES = dict(mem_mb=2000, runtime=lambda wildcards, attempt: 1 * attempt)
+# MTCNN over every frame: about 1.1 GB resident for a 1280x720 clip at the paper preset.
+ALIGN_FACES_RESOURCES = dict(
+    mem_mb=4000,
+    runtime=lambda wildcards, attempt: 3 * attempt,
+    gpu=GPUS if PRESET["faces"]["device"] == "cuda" else 0,
+)
+TRAINING_RESOURCES = dict(
+    mem_mb=8000, runtime=lambda wildcards, attempt: 60 * attempt, gpu=GPUS
+)
+# The SVM, qc, fusion, evaluation, plots and tables.
+SMALL_JOB_RESOURCES = dict(mem_mb=4000, runtime=lambda wildcards, attempt: 10 * attempt)
+
 SHEET = msff.sheet.read(config["samples"])
 validate(SHEET, schema=msff.config.schema_path("clips"))
 SHEET = msff.sheet.classify(SHEET, config["labels"])

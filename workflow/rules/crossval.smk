@@ -88,6 +88,8 @@ rule crossval_zeroshot:
         "logs/crossval/zeroshot.log",
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **TRAINING_RESOURCES,
     params:
         clips=clip_records(),
         faces=face_cache_map,
@@ -123,6 +125,8 @@ rule crossval:
         "logs/crossval.log",
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
     params:
         clips=clip_records(),
         classes=CLASSES,

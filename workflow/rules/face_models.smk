@@ -14,7 +14,7 @@ rule finetune_cnn:
         "../../envs/msff.yaml"
     threads: 2
     resources:
-        gpu=1,
+        **TRAINING_RESOURCES,
     params:
         clips=clip_records(),
         faces=face_cache_map,
@@ -40,7 +40,7 @@ rule cnn_features:
         "../../envs/msff.yaml"
     threads: 2
     resources:
-        gpu=1,
+        **TRAINING_RESOURCES,
     params:
         clips=clip_records(),
         faces=face_cache_map,
@@ -64,7 +64,7 @@ rule train_blstm:
         "../../envs/msff.yaml"
     threads: 2
     resources:
-        gpu=1,
+        **TRAINING_RESOURCES,
     params:
         clips=clip_records(),
         classes=CLASSES,
@@ -87,6 +87,8 @@ rule zeroshot_scores:
     conda:
         "../../envs/msff.yaml"
     threads: 2
+    resources:
+        **TRAINING_RESOURCES,
     params:
         clips=clip_records(),
         faces=face_cache_map,
@@ -112,7 +114,7 @@ rule train_c3d:
         "../../envs/msff.yaml"
     threads: 2
     resources:
-        gpu=1,
+        **TRAINING_RESOURCES,
     params:
         clips=clip_records(),
         faces=face_cache_map,

@@ -16,6 +16,8 @@ rule align_faces:
     conda:
         "../../envs/msff.yaml"
     threads: 1
+    resources:
+        **ALIGN_FACES_RESOURCES,
     params:
         faces=PRESET["faces"],
         face_input=lambda wildcards: face_input(wildcards.clip),

@@ -18,6 +18,8 @@ rule fuse:
         "logs/fuse.log",
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
     params:
         scores=lambda wildcards, input: dict(
             zip(config["fusion"]["models"], input.scores)
@@ -40,6 +42,8 @@ rule submission:
         "logs/submission.log",
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
     script:
         "../scripts/submission.py"
 
@@ -54,6 +58,7 @@ rule evaluate:
             "results/evaluation/table1.tsv",
             caption="../report/table1.rst",
             category="2. Models",
+            subcategory="Accuracy table",
         ),
         table2=report(
             "results/evaluation/table2.tsv",
@@ -72,6 +77,8 @@ rule evaluate:
         "logs/evaluate.log",
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
     params:
         scores=lambda wildcards, input: dict(
             zip([*model_names(), "fusion"], input.scores)

@@ -12,6 +12,8 @@ rule extract_frames:
         "preprocess"
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **PER_CLIP_RESOURCES,
     params:
         source=get_source_path,
         frames=PRESET["frames"],
@@ -32,6 +34,8 @@ rule extract_audio:
         "preprocess"
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **PER_CLIP_RESOURCES,
     params:
         source=get_source_path,
         sample_rate=PRESET["audio"]["sample_rate"],

@@ -16,11 +16,13 @@ rule plots:
             "results/plots/training_curves.png",
             caption="../report/training_curves.rst",
             category="2. Models",
+            subcategory="Figures",
         ),
         recall=report(
             "results/plots/class_recall.png",
             caption="../report/class_recall.rst",
             category="2. Models",
+            subcategory="Figures",
         ),
         weights=report(
             "results/plots/fusion_weights.png",
@@ -36,6 +38,8 @@ rule plots:
         "logs/plots.log",
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
     params:
         provenance=provenance_files(),
     script:

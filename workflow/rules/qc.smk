@@ -13,6 +13,8 @@ rule qc:
         "logs/qc.log",
     conda:
         "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
     params:
         clips=SHEET.to_dict("records"),
         caches=get_qc_caches(),

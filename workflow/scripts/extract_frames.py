@@ -9,5 +9,6 @@ extract_frames(
     snakemake.output[0],
     fps=snakemake.params.frames["fps"],
     max_side=snakemake.params.frames["max_side"],
+    max_pixels=snakemake.params.frames["max_pixels"],
     ffmpeg=snakemake.params.ffmpeg,
 )
