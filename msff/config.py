@@ -159,6 +159,7 @@ def head_arguments(config: dict) -> dict[str, dict]:
             time_masks=models["audio_cnn_masks"]["time"],
             mask_width=models["audio_cnn_masks"]["width"],
             quiet_db=models["audio_cnn_quiet_db"],
+            dropout=models["audio_cnn_dropout"],
             # Its own rate, batch, epochs and schedule: trained from scratch with Adam, the
             # 16-conv VGG-19 stays at chance at the rate that suits the shallow heads
             # (bench/README.md, audio); null takes the shared value.
@@ -168,6 +169,11 @@ def head_arguments(config: dict) -> dict[str, dict]:
                 batch_size=models["audio_cnn_batch_size"] or settings["batch_size"],
                 epochs=models["audio_cnn_epochs"] or settings["epochs"],
                 schedule=models["audio_cnn_schedule"],
+                weight_decay=(
+                    settings["weight_decay"]
+                    if models["audio_cnn_weight_decay"] is None
+                    else models["audio_cnn_weight_decay"]
+                ),
             ),
         ),
         "svm": dict(

@@ -36,7 +36,7 @@ def test_presets_are_side_by_side_with_the_same_keys(repo_config):
 
 
 def test_audio_cnn_trains_at_its_own_rate_batch_epochs_and_schedule_only_when_set(repo_config):
-    own = ("lr", "batch_size", "epochs", "schedule")
+    own = ("lr", "batch_size", "epochs", "schedule", "weight_decay")
     for name in ("paper", "cpu"):
         heads = config.head_arguments(dict(repo_config, preset=name))
         models = repo_config["presets"][name]["models"]
@@ -47,6 +47,8 @@ def test_audio_cnn_trains_at_its_own_rate_batch_epochs_and_schedule_only_when_se
         )
         assert audio["epochs"] == (models["audio_cnn_epochs"] or models["epochs"])
         assert audio["schedule"] == models["audio_cnn_schedule"]
+        wd = models["audio_cnn_weight_decay"]
+        assert audio["weight_decay"] == (repo_config["train"]["weight_decay"] if wd is None else wd)
         assert "schedule" not in shared  # the other heads keep the per-epoch decay
         assert shared["lr"] == models["lr"] == heads["frame_cnn"]["settings"]["lr"]
         assert {k: v for k, v in audio.items() if k not in own} == {
@@ -61,7 +63,8 @@ def test_the_paper_preset_keeps_stft_images_and_vgg19_as_the_paper_trains_them(r
     audio_cnn = config.head_arguments(dict(repo_config, preset="paper"))["audio_cnn"]
     assert (audio_cnn["layers"], audio_cnn["pool"], audio_cnn["standardise"]) == ("E", 7, "none")
     assert audio_cnn["freq_masks"] == audio_cnn["time_masks"] == 0
-    assert audio_cnn["quiet_db"] is None
+    assert audio_cnn["quiet_db"] is None and audio_cnn["dropout"] == 0.5
+    assert audio_cnn["settings"]["weight_decay"] == repo_config["train"]["weight_decay"]
     assert audio_cnn["settings"]["batch_size"] == 8 and audio_cnn["settings"]["epochs"] == 30
     assert audio_cnn["settings"]["schedule"] == "exponential"
 

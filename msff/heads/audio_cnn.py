@@ -48,6 +48,7 @@ def finetune_audio_cnn(
     time_masks: int = 0,
     mask_width: float = 0.0,
     quiet_db: float | None = None,
+    dropout: float = 0.5,
     device: str = "auto",
     config: dict | None = None,
     checkpoint: str | Path | None = None,
@@ -57,7 +58,8 @@ def finetune_audio_cnn(
     ``layers``, ``pool``, ``standardise``: the network and its input
     (:func:`msff.models.vgg19.build`); ``freq_masks``, ``time_masks``, ``mask_width``:
     band masking beside the paper's noise (:class:`msff.datasets.SpectrogramAugment`);
-    ``quiet_db``: training leaves out segments this many dB under the clip's peak.
+    ``quiet_db``: training leaves out segments this many dB under the clip's peak;
+    ``dropout``: after fc6 and fc7.
     """
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
@@ -70,6 +72,7 @@ def finetune_audio_cnn(
         layers=layers,
         pool=pool,
         standardise=standardise,
+        dropout=dropout,
     )
     built = vgg19.build(len(classes), weights=weights, **architecture)
     labels = common.labels(clips, classes)
@@ -134,6 +137,7 @@ def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
         meta.get("layers", "E"),
         meta.get("pool", 7),
         meta.get("standardise", "none"),
+        meta.get("dropout", 0.5),
     )
     built.model.load_state_dict(saved["state_dict"])
     return built, meta

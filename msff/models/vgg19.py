@@ -109,6 +109,7 @@ def build(
     layers: str | list = "E",
     pool: int = 7,
     standardise: str = "none",
+    dropout: float = 0.5,
 ) -> Built:
     """A VGG on spectrogram images; ``prepare`` takes (N, H, W) uint8 grey images.
 
@@ -116,11 +117,18 @@ def build(
     weights expect, the paper's); ``image`` scales each image to zero mean and unit
     variance, ``frequency`` each of its rows (frequencies) over time, so a loud and a
     soft speaker, or a near and a far microphone, give the network the same pattern.
+    ``dropout``: after fc6 and fc7 (VGG's 0.5).
     """
     if standardise not in STANDARDISE:
         raise ValueError(f"standardise={standardise!r} is not one of {STANDARDISE}")
     model = VGG19(
-        num_classes, fc_width, width=width, batch_norm=batch_norm, layers=layers, pool=pool
+        num_classes,
+        fc_width,
+        dropout=dropout,
+        width=width,
+        batch_norm=batch_norm,
+        layers=layers,
+        pool=pool,
     )
     loaded = load_torchvision(model, weights, "vgg19")
     line, pretrained = finish(model, loaded, "vgg19")
