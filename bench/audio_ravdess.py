@@ -4,6 +4,13 @@ Run from the repository root::
 
     nice -n 10 python bench/audio_ravdess.py [--data ../shared/data/ravdess_speech]
         [--work /tmp/msff-audio-ravdess] [--preset cpu] [--epochs N] [--threads 2]
+        [--variant NAME:key=value;key=value ...]
+
+``--variant`` overrides values of the preset, one run per variant (default: the preset
+as committed): a key of ``models`` (``audio_cnn_layers=[16,M,32,M]``) or of ``audio``
+with that prefix (``audio.spectrogram=logmel``); values are YAML. Spectrogram caches are
+kept per distinct ``audio`` block (``--work/spectrograms-<hash>``), so variants that
+share one reuse it.
 
 The measured run (bench/README.md) was ``--threads 2`` with the defaults: 81 minutes on an
 otherwise idle 2-core machine, 76 of them the VGG-19's 15 epochs over 24,054 training
@@ -33,6 +40,8 @@ class rate; and the time of every stage.
 from __future__ import annotations
 
 import argparse
+import copy
+import hashlib
 import json
 import logging
 import os
@@ -46,6 +55,7 @@ import h5py
 import numpy as np
 import pandas as pd
 import torch
+import yaml
 
 from msff import config, evaluate, fusion, scores
 from msff.devices import set_cpu_threads
@@ -82,13 +92,45 @@ def clip_records(data: Path, labels: dict, split: dict[str, list[str]]) -> pd.Da
     return table
 
 
+def variant(text: str) -> tuple[str, dict]:
+    """``name:key=value;key=value`` -> (name, overrides); ``audio.key`` names an audio value."""
+    name, _, items = text.partition(":")
+    overrides = {}
+    for item in filter(None, items.split(";")):
+        key, value = item.split("=", 1)
+        overrides[key.strip()] = yaml.safe_load(value)
+    return name, overrides
+
+
+def apply(cfg: dict, preset: str, overrides: dict) -> dict:
+    """A copy of ``cfg`` with the overrides in its preset, validated."""
+    changed = copy.deepcopy(cfg)
+    block = changed["presets"][preset]
+    for key, value in overrides.items():
+        part, _, name = key.rpartition(".")
+        block[part or "models"][name] = value
+    config.validate(changed, "config", f"overrides {overrides}")
+    return changed
+
+
+def cache_folders(work: Path, audio_params: dict) -> dict[str, Path]:
+    """Where each stage's caches go: spectrograms in a folder of their audio parameters."""
+    key = hashlib.sha1(json.dumps(audio_params, sort_keys=True).encode()).hexdigest()[:8]
+    folders = {stage: work / stage for stage in STAGES}
+    folders["spectrograms"] = work / f"spectrograms-{key}"
+    for folder in folders.values():
+        folder.mkdir(parents=True, exist_ok=True)
+    (folders["spectrograms"] / "audio.json").write_text(json.dumps(audio_params, indent=1))
+    return folders
+
+
 def preprocess(job: tuple) -> dict:
     """extract_audio, spectrograms and opensmile of one clip; seconds of each stage run.
 
     A stage whose output already exists is skipped (its time is None).
     """
-    clip, source, work, audio_params, ffmpeg = job
-    paths = {stage: Path(work) / stage / f"{clip}.h5" for stage in STAGES}
+    clip, source, folders, audio_params, ffmpeg = job
+    paths = {stage: folders[stage] / f"{clip}.h5" for stage in STAGES}
     spectrogram_params = {
         k: v for k, v in audio_params.items() if k not in ("sample_rate", "silence_dbfs")
     }
@@ -151,11 +193,13 @@ def history_line(provenance: Path) -> str:
     record = json.loads(provenance.read_text())
     epochs = record["history"]["epochs"]
     seconds = np.mean([e["seconds"] for e in epochs])
+    items = record.get("training_segments")
+    items = f", {items} training segments" if items else ""
     train = " ".join(f"{e['train_acc']:.2f}" for e in epochs)
     val = " ".join(f"{e.get('val_acc', float('nan')):.2f}" for e in epochs)
     return (
         f"{len(epochs)} epochs (best {record['history']['best_epoch']}, "
-        f"stopped early: {record['history']['stopped_early']}), {seconds:.0f} s/epoch\n"
+        f"stopped early: {record['history']['stopped_early']}), {seconds:.0f} s/epoch{items}\n"
         f"    train acc: {train}\n    val acc:   {val}"
     )
 
@@ -175,54 +219,23 @@ class Timer:
         return out
 
 
-def main() -> None:
-    """Preprocess, train and score both audio models, fuse them, print the tables."""
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/ravdess_speech")
-    parser.add_argument("--config", type=Path, default=REPO / "config.yaml")
-    parser.add_argument("--work", type=Path, default=Path("/tmp/msff-audio-ravdess"))
-    parser.add_argument("--preset", default="cpu", help="config preset (default cpu)")
-    parser.add_argument("--epochs", type=int, help="override the preset's epochs (both heads)")
-    parser.add_argument("--jobs", type=int, default=2, help="preprocessing processes")
-    parser.add_argument("--threads", type=int, default=2, help="torch threads (rules: 2)")
-    for part, default in SPLIT.items():
-        parser.add_argument(f"--{part}", type=actors, default=actors(default), help=default)
-    args = parser.parse_args()
-    logging.basicConfig(
-        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s", force=True
-    )
-    cfg = config.load(args.config)
-    cfg["preset"] = args.preset
+def run_variant(name, overrides, cfg, args, table, done, preprocess_s) -> pd.DataFrame:
+    """Train and score both audio models for one variant; print its report, return its rows."""
+    cfg = apply(cfg, args.preset, overrides)
     preset = config.preset(cfg)
-    labels, classes = cfg["labels"], cfg["labels"]["classes"]
+    classes = cfg["labels"]["classes"]
     # The heads' arguments as the rules get them (common.smk's HEADS).
     heads = config.head_arguments(cfg)
     if args.epochs:
         for head in ("audio_cnn", "blstm"):
             heads[head]["settings"]["epochs"] = args.epochs
-    epochs = heads["audio_cnn"]["settings"]["epochs"]
-    set_cpu_threads(args.threads)  # as the rules do
-    started = time.perf_counter()
-
-    split_actors = {part: getattr(args, part) for part in SPLIT}
-    table = clip_records(args.data, labels, split_actors)
     clips = table[["clip", "class", "split", "speaker"]].to_dict("records")
-    for stage in STAGES:
-        (args.work / stage).mkdir(parents=True, exist_ok=True)
-    jobs = [
-        (c, p, str(args.work), preset["audio"], cfg.get("ffmpeg"))
-        for c, p in zip(table["clip"], table["path"], strict=True)
-    ]
-    t0 = time.perf_counter()
-    with ProcessPoolExecutor(args.jobs, initializer=_pool_init) as pool:
-        done = list(pool.map(preprocess, jobs, chunksize=4))
-    preprocess_s = time.perf_counter() - t0
-    errors = [d["error"] for d in done if "error" in d]
-    spectrograms = {c: str(args.work / "spectrograms" / f"{c}.h5") for c in table["clip"]}
-    opensmile = {c: str(args.work / "opensmile" / f"{c}.h5") for c in table["clip"]}
-
-    out = args.work / f"{args.preset}-e{epochs}"
+    folders = cache_folders(args.work, preset["audio"])
+    spectrograms = {c: str(folders["spectrograms"] / f"{c}.h5") for c in table["clip"]}
+    opensmile = {c: str(folders["opensmile"] / f"{c}.h5") for c in table["clip"]}
+    out = args.work / args.preset / name
     out.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
     timer = Timer()
     timer(
         "finetune_audio_cnn",
@@ -273,7 +286,7 @@ def main() -> None:
     split = np.array([c["split"] for c in clips])
     truth = np.array([classes.index(c["class"]) for c in clips])
     rows = {
-        "vgg19 segment mean": segment_mean_scores(
+        "cnn segment mean": segment_mean_scores(
             out / "vgg19_audio_cnn.pt", out / "vgg19_audio.h5", clips
         ),
         "vgg19_blstm_audio": scores.read(out / "vgg19_blstm_audio.tsv", classes)
@@ -283,17 +296,22 @@ def main() -> None:
         .loc[table["clip"], classes]
         .to_numpy(),
     }
-    fused = ["vgg19_blstm_audio", "opensmile_svm"]
     val = split == "val"
-    search = fusion.search([rows[k][val] for k in fused], truth[val], cfg["fusion"]["step"])
-    rows["fusion"] = fusion.fuse([rows[k] for k in fused], search.weights)
+    searched = {}
+    for spectrogram_model in ("cnn segment mean", "vgg19_blstm_audio"):
+        fused = [spectrogram_model, "opensmile_svm"]
+        search = fusion.search([rows[k][val] for k in fused], truth[val], cfg["fusion"]["step"])
+        searched[spectrogram_model] = search
+        rows[f"fusion ({spectrogram_model} + svm)"] = fusion.fuse(
+            [rows[k] for k in fused], search.weights
+        )
 
     results = []
-    for name, matrix in rows.items():
+    for model, matrix in rows.items():
         for part in ("val", "test"):
             pick = split == part
             got = evaluate.metrics(truth[pick], matrix[pick].argmax(1), classes)
-            results.append({"model": name, "split": part, **got})
+            results.append({"model": model, "split": part, **got})
     counts = np.bincount(truth[split == "train"], minlength=len(classes))
     majority = int(counts.argmax())  # ties: the first class in config order
     for part in ("val", "test"):
@@ -302,19 +320,20 @@ def main() -> None:
         results.append({"model": f"majority ({classes[majority]})", "split": part, **got})
     result = pd.DataFrame(results)
     result.columns = [c.removeprefix("recall_") for c in result.columns]
-
     total_s = time.perf_counter() - started
+
     n = len(clips)
-    pd.set_option("display.width", 160)
     print()
+    print(f"variant {name} {json.dumps(overrides)}")
     print(f"RAVDESS speech, calm dropped: {n} clips, {len(classes)} classes")
-    for part, ids in split_actors.items():
+    for part in SPLIT:
+        ids = sorted({c["speaker"] for c in clips if c["split"] == part})
         print(f"  {part}: actors {','.join(ids)}, {int((split == part).sum())} clips")
     print(f"preset {args.preset}: audio {json.dumps(preset['audio'])}")
     for head in ("audio_cnn", "blstm", "svm"):
         print(f"  {head} {json.dumps(heads[head])}")
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU")
-    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}")
+    print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}, load average {os.getloadavg()}")
     print()
     ran = {s: [d[s] for d in done if d[s] is not None] for s in STAGES}
     print(f"preprocessing, pool of {args.jobs}: {preprocess_s:.1f} s wall for {n} clips")
@@ -326,6 +345,7 @@ def main() -> None:
             )
         else:
             print(f"  {stage}: cached (all {n} clips)")
+    errors = [d["error"] for d in done if "error" in d]
     if errors:
         print(f"  {len(errors)} clip errors, first: {errors[0]}")
     with h5py.File(spectrograms[clips[0]["clip"]], "r") as f:
@@ -334,20 +354,77 @@ def main() -> None:
     print(f"model stages ({args.threads} torch threads):")
     for stage, seconds in timer.seconds.items():
         print(f"  {stage}: {seconds:.1f} s")
-    print(f"  VGG-19: {history_line(out / 'vgg19_audio_cnn.json')}")
-    print(f"  BLSTM:  {history_line(out / 'vgg19_blstm_audio.json')}")
+    print(f"  CNN:   {history_line(out / 'vgg19_audio_cnn.json')}")
+    print(f"  BLSTM: {history_line(out / 'vgg19_blstm_audio.json')}")
     svm_record = json.loads((out / "opensmile_svm.json").read_text())
     print(f"  SVM: {json.dumps({k: svm_record.get(k) for k in ('C', 'gamma', 'cv_accuracy')})}")
-    print(
-        f"fusion weights (searched on val, step {cfg['fusion']['step']}): "
-        + ", ".join(f"{k} {w:.2f}" for k, w in zip(fused, search.weights, strict=True))
-        + f" (val accuracy {search.accuracy:.3f})"
-    )
+    for spectrogram_model, search in searched.items():
+        print(
+            f"fusion weights (searched on val, step {cfg['fusion']['step']}): "
+            f"{spectrogram_model} {search.weights[0]:.2f}, opensmile_svm {search.weights[1]:.2f}"
+            f" (val accuracy {search.accuracy:.3f})"
+        )
     print()
     columns = ["model", "split", "n_clips", "accuracy", "uar", *classes]
     print(result[columns].to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"chance 1/{len(classes)} = {1 / len(classes):.3f}")
-    print(f"total {total_s:.0f} s ({total_s / 60:.1f} min)")
+    print(f"variant {name}: {total_s:.0f} s ({total_s / 60:.1f} min) of training and scoring")
+    result.insert(0, "variant", name)
+    result["minutes"] = total_s / 60
+    return result
+
+
+def main() -> None:
+    """Preprocess, then per variant train and score both audio models, fuse, print tables."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", type=Path, default=REPO.parent / "shared/data/ravdess_speech")
+    parser.add_argument("--config", type=Path, default=REPO / "config.yaml")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/msff-audio-ravdess"))
+    parser.add_argument("--preset", default="cpu", help="config preset (default cpu)")
+    parser.add_argument("--epochs", type=int, help="override the preset's epochs (both heads)")
+    parser.add_argument("--jobs", type=int, default=2, help="preprocessing processes")
+    parser.add_argument("--threads", type=int, default=2, help="torch threads (rules: 2)")
+    parser.add_argument(
+        "--variant",
+        type=variant,
+        action="append",
+        help="NAME:key=value;... preset overrides (repeatable); default: the preset",
+    )
+    for part, default in SPLIT.items():
+        parser.add_argument(f"--{part}", type=actors, default=actors(default), help=default)
+    args = parser.parse_args()
+    logging.basicConfig(
+        stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s", force=True
+    )
+    cfg = config.load(args.config)
+    cfg["preset"] = args.preset
+    set_cpu_threads(args.threads)  # as the rules do
+    pd.set_option("display.width", 160)
+    split_actors = {part: getattr(args, part) for part in SPLIT}
+    table = clip_records(args.data, cfg["labels"], split_actors)
+    tables = []
+    for name, overrides in args.variant or [("preset", {})]:
+        audio_params = config.preset(apply(cfg, args.preset, overrides))["audio"]
+        folders = cache_folders(args.work, audio_params)
+        jobs = [
+            (c, p, folders, audio_params, cfg.get("ffmpeg"))
+            for c, p in zip(table["clip"], table["path"], strict=True)
+        ]
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(args.jobs, initializer=_pool_init) as pool:
+            done = list(pool.map(preprocess, jobs, chunksize=4))
+        preprocess_s = time.perf_counter() - t0
+        tables.append(run_variant(name, overrides, cfg, args, table, done, preprocess_s))
+    summary = pd.concat(tables)
+    summary = summary[~summary["model"].str.startswith("majority")]
+    print()
+    print("summary (accuracy and UAR on val / test, minutes of training and scoring):")
+    wide = summary.pivot_table(
+        index=["variant", "model"], columns="split", values=["accuracy", "uar"], sort=False
+    )
+    wide.columns = [f"{metric}_{part}" for metric, part in wide.columns]
+    wide["minutes"] = summary.groupby(["variant", "model"], sort=False)["minutes"].first()
+    print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
 if __name__ == "__main__":

@@ -2,7 +2,9 @@
 
 Spectrogram images follow the paper: the speech is resampled at each rate scale
 (1.0, 0.75, 0.5, 0.25), cut into segments of ``segment_ms`` with ``overlap``, and each
-segment's STFT log-magnitude is resized to a square image. A scale s resamples the
+segment's STFT log-magnitude is resized to a square image. ``spectrogram="logmel"``
+pools the STFT power into ``n_mels`` mel bands first (the rows then follow pitch
+perception: half of them below ~1.5 kHz instead of an eighth). A scale s resamples the
 16 kHz speech to s x 16 kHz, so a segment keeps its duration and its image covers
 0 to s x 8 kHz: the lower scales zoom into the low frequencies where pitch and the
 first formants live. The segments of all scales start at the same times. Scales below
@@ -23,6 +25,7 @@ _EPS = 1e-10  # floor of magnitudes before the log
 # The reference level never drops below this STFT magnitude (about -90 dB of a full-scale
 # tone), so a silent clip stays black instead of having its noise floor stretched to white.
 _MIN_REFERENCE = 1e-3
+SPECTROGRAMS = ("stft", "logmel")
 
 
 def segment_starts(n_samples: int, sample_rate: int, segment_ms: float, overlap: float):
@@ -90,16 +93,25 @@ def spectrogram_blocks(
     hop_ms: float = 5,
     image_size: int = 224,
     top_db: float = 80,
+    spectrogram: str = "stft",
+    n_mels: int = 64,
+    fmin: float = 0.0,
+    fmax: float | None = None,
 ):
     """Spectrogram images of every segment at every rate scale, a block of segments at a time.
 
     ``waveform``: the clip's speech (an array or an HDF5 dataset, read in blocks). Yields
     ``(r, k, images)``: the images (n, image_size, image_size) uint8 of scale ``scales[r]``
-    for segments ``k`` to ``k + n``. Pixel 255 is the clip's loudest STFT bin at that scale
-    (before the bilinear resize), 0 is ``top_db`` below it or quieter; rows run from high
-    (first) to low (last) frequency, columns in time. Each scale is read twice: once for its
-    loudest bin, once for the images, so memory does not grow with the clip's length.
+    for segments ``k`` to ``k + n``. Pixel 255 is the clip's loudest STFT bin (or mel band)
+    at that scale (before the bilinear resize), 0 is ``top_db`` below it or quieter; rows
+    run from high (first) to low (last) frequency, columns in time. ``spectrogram`` is
+    ``stft`` (the paper's linear frequency axis) or ``logmel`` (``n_mels`` bands from
+    ``fmin`` to ``fmax``, at most the scale's Nyquist frequency; None: the Nyquist
+    frequency). Each scale is read twice: once for its loudest bin, once for the images,
+    so memory does not grow with the clip's length.
     """
+    if spectrogram not in SPECTROGRAMS:
+        raise ValueError(f"spectrogram={spectrogram!r} is not one of {SPECTROGRAMS}")
     import librosa
     from PIL import Image
 
@@ -107,9 +119,17 @@ def spectrogram_blocks(
 
     def magnitudes(scale: float):
         rate = int(round(sample_rate * scale))
-        n_fft = max(16, int(round(rate * window_ms / 1000)))
+        window = max(16, int(round(rate * window_ms / 1000)))
         hop = max(1, int(round(rate * hop_ms / 1000)))
         seg_len = int(round(rate * segment_ms / 1000))
+        if spectrogram == "logmel":
+            # A power-of-two FFT over the same window: finer bins, so no narrow low mel
+            # band falls between two of them and stays empty.
+            n_fft = 1 << (window - 1).bit_length()
+            top = rate / 2 if fmax is None else min(fmax, rate / 2)
+            bands = _mel_bands(rate, n_fft, n_mels, fmin, top)
+        else:
+            n_fft = window
         speech = _ScaledSpeech(waveform, sample_rate, rate)
         for k in range(0, len(starts), SEGMENT_BLOCK):
             segments = np.stack(
@@ -118,7 +138,14 @@ def spectrogram_blocks(
                     for s in (int(round(start * scale)) for start in starts[k : k + SEGMENT_BLOCK])
                 ]
             )
-            yield k, np.abs(librosa.stft(segments, n_fft=n_fft, hop_length=hop, center=True))
+            magnitude = np.abs(
+                librosa.stft(segments, n_fft=n_fft, hop_length=hop, win_length=window, center=True)
+            )
+            # Mel bands hold the square root of their pooled power: a magnitude again, so
+            # the reference level and the dB scale below serve both kinds.
+            if spectrogram == "logmel":
+                magnitude = np.stack([np.sqrt(bands @ m**2) for m in magnitude])
+            yield k, magnitude
 
     for r, scale in enumerate(scales):
         peak = max(float(m.max()) for _, m in magnitudes(scale))
@@ -145,6 +172,10 @@ def spectrogram_images(
     hop_ms: float = 5,
     image_size: int = 224,
     top_db: float = 80,
+    spectrogram: str = "stft",
+    n_mels: int = 64,
+    fmin: float = 0.0,
+    fmax: float | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Every segment's images in one array, for short clips and tests.
 
@@ -154,11 +185,40 @@ def spectrogram_images(
     starts, _ = segment_starts(len(waveform), sample_rate, segment_ms, overlap)
     images = np.zeros((len(scales), len(starts), image_size, image_size), np.uint8)
     blocks = spectrogram_blocks(
-        waveform, sample_rate, scales, segment_ms, overlap, window_ms, hop_ms, image_size, top_db
+        waveform,
+        sample_rate,
+        scales,
+        segment_ms,
+        overlap,
+        window_ms,
+        hop_ms,
+        image_size,
+        top_db,
+        spectrogram,
+        n_mels,
+        fmin,
+        fmax,
     )
     for r, k, block in blocks:
         images[r, k : k + len(block)] = block
     return images, starts / sample_rate
+
+
+@cache
+def _mel_bands(rate: int, n_fft: int, n_mels: int, fmin: float, fmax: float) -> np.ndarray:
+    # Building the filter bank costs more than a clip's STFTs: build it once per scale.
+    import librosa
+
+    return librosa.filters.mel(sr=rate, n_fft=n_fft, n_mels=n_mels, fmin=fmin, fmax=fmax)
+
+
+def segment_peak_db(images: np.ndarray, top_db: float) -> np.ndarray:
+    """The loudest pixel of each segment image (R, K, H, W) in dB under the clip's peak.
+
+    (R, K) float32 from ``-top_db`` (a black image: silence, or a pause in the speech)
+    to 0 (the segment holds the clip's peak).
+    """
+    return (images.max(axis=(2, 3)).astype(np.float32) / 255 - 1) * np.float32(top_db)
 
 
 IS09_NAME = "IS09_emotion"

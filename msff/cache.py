@@ -24,7 +24,11 @@ audio      ``waveform`` (T,) float32 mono; attrs ``sample_rate``, ``seconds``,
            ``loudest_dbfs`` (RMS of the loudest 100 ms), ``silent``
 spectrogram ``images`` (R, K, size, size) uint8 (0 = top_db below the clip's peak,
            255 = the peak; low frequencies in the last row), ``scales`` (R,),
-           ``segment_start_s`` (K,); attrs ``segment_ms``, ``overlap``, ``silent``
+           ``segment_start_s`` (K,), ``segment_peak_db`` (R, K) float32 (each image's
+           loudest pixel in dB under the clip's peak, -top_db when black); attrs
+           ``segment_ms``, ``overlap``, ``silent``, ``spectrogram`` (stft or logmel),
+           ``top_db``, ``window_ms``, ``hop_ms``; logmel also ``n_mels``, ``fmin`` and
+           ``fmax`` when config sets one (else the scale's Nyquist frequency)
 opensmile  ``features`` (D,) float32; attrs ``feature_names``, ``feature_set``
 ========== =========================================================================
 

@@ -150,11 +150,31 @@ def head_arguments(config: dict) -> dict[str, dict]:
             width=models["audio_cnn_width"],
             input_size=models["audio_cnn_input"],
             batch_norm=models["batch_norm"],
+            layers=models["audio_cnn_layers"],
+            pool=models["audio_cnn_pool"],
+            standardise=models["audio_cnn_standardise"],
             gaussian_std=config["audio_augmentation"]["gaussian_std"],
             salt_pepper=config["audio_augmentation"]["salt_pepper"],
-            # Its own rate: trained from scratch with Adam, the 16-conv VGG-19 stays at
-            # chance at the rate that suits the shallow heads (bench/README.md, audio).
-            settings=dict(settings, lr=models["audio_cnn_lr"] or models["lr"]),
+            freq_masks=models["audio_cnn_masks"]["freq"],
+            time_masks=models["audio_cnn_masks"]["time"],
+            mask_width=models["audio_cnn_masks"]["width"],
+            quiet_db=models["audio_cnn_quiet_db"],
+            dropout=models["audio_cnn_dropout"],
+            # Its own rate, batch, epochs and schedule: trained from scratch with Adam, the
+            # 16-conv VGG-19 stays at chance at the rate that suits the shallow heads
+            # (bench/README.md, audio); null takes the shared value.
+            settings=dict(
+                settings,
+                lr=models["audio_cnn_lr"] or models["lr"],
+                batch_size=models["audio_cnn_batch_size"] or settings["batch_size"],
+                epochs=models["audio_cnn_epochs"] or settings["epochs"],
+                schedule=models["audio_cnn_schedule"],
+                weight_decay=(
+                    settings["weight_decay"]
+                    if models["audio_cnn_weight_decay"] is None
+                    else models["audio_cnn_weight_decay"]
+                ),
+            ),
         ),
         "svm": dict(
             c_grid=svm["c_grid"],

@@ -43,6 +43,9 @@ class TrainSettings:
     class_weighted: bool = False
     augment: bool = True  # flip/translation/crop of faces, noise on spectrograms
     backbone_lr: float | None = None  # fine-tuned backbone blocks; None: lr
+    # exponential: lr_decay per epoch (the paper's); cosine: from lr to 0 over every step
+    # of `epochs`; onecycle: up to lr over the first 30 % of the steps, then down (Smith).
+    schedule: str = "exponential"
     seed: int = 0
 
 
@@ -85,7 +88,25 @@ def _loader(dataset: Dataset, batch_size: int, shuffle: bool, seed: int, device:
     )
 
 
-def _epoch(model, loader, loss_fn, device, where: str, optimizer=None) -> tuple[float, float]:
+SCHEDULES = ("exponential", "cosine", "onecycle")
+
+
+def _scheduler(optimizer, settings: TrainSettings, steps_per_epoch: int):
+    """The rate schedule and whether it steps per batch (else per epoch)."""
+    if settings.schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.lr_decay), False
+    total = max(1, settings.epochs * steps_per_epoch)
+    if settings.schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=total), True
+    if settings.schedule == "onecycle":
+        peaks = [group["lr"] for group in optimizer.param_groups]
+        return torch.optim.lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=total), True
+    raise ValueError(f"schedule={settings.schedule!r} is not one of {SCHEDULES}")
+
+
+def _epoch(
+    model, loader, loss_fn, device, where: str, optimizer=None, per_step=None
+) -> tuple[float, float]:
     training = optimizer is not None
     model.train(training)
     total_loss, correct, seen = 0.0, 0, 0
@@ -100,6 +121,8 @@ def _epoch(model, loader, loss_fn, device, where: str, optimizer=None) -> tuple[
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
+                if per_step is not None:
+                    per_step.step()
             total_loss += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
@@ -233,7 +256,6 @@ def fit(
         optimizer = torch.optim.Adam(params, lr=settings.lr, weight_decay=settings.weight_decay)
     else:
         raise ValueError(f"optimizer={settings.optimizer!r} is not 'sgd' or 'adam'")
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=settings.lr_decay)
     weight = None
     if settings.class_weighted:
         if train_labels is None:
@@ -241,6 +263,7 @@ def fit(
         weight = class_weights(train_labels, n_classes).to(device)
     loss_fn = nn.CrossEntropyLoss(weight=weight)
     train_loader = _loader(train_set, settings.batch_size, True, settings.seed, device)
+    scheduler, stepwise = _scheduler(optimizer, settings, len(train_loader))
     has_val = val_set is not None and len(val_set) > 0
     val_loader = _loader(val_set, settings.batch_size, False, 0, device) if has_val else None
     history = History()
@@ -270,10 +293,17 @@ def fit(
         lr = optimizer.param_groups[0]["lr"]
         where = f"{name}: epoch {epoch}" if name else f"epoch {epoch}"
         train_loss, train_acc = _epoch(
-            model, train_loader, loss_fn, device, f"{where}: training set", optimizer
+            model,
+            train_loader,
+            loss_fn,
+            device,
+            f"{where}: training set",
+            optimizer,
+            scheduler if stepwise else None,
         )
         _check_finite(train_loss, "training", epoch, name)
-        scheduler.step()
+        if not stepwise:
+            scheduler.step()
         row = dict(epoch=epoch, lr=lr, train_loss=train_loss, train_acc=train_acc)
         if has_val:
             val_loss, val_acc = _epoch(

@@ -1,7 +1,13 @@
+import h5py
 import numpy as np
+import pytest
+import torch
 
 from msff import audio, media
-from msff.datasets import add_noise
+from msff.datasets import SpectrogramAugment, SpectrogramSegments, add_noise, mask_bands
+from msff.models.vgg19 import standardised_input
+from msff.stages.audio import spectrograms
+from msff.stages.media import extract_audio
 
 from .conftest import SPEECH_ANGRY, SPEECH_NEUTRAL
 
@@ -110,3 +116,87 @@ def test_opensmile_streams_a_long_clip_through_its_ring_buffer():
     assert names == list(whole.columns)
     # Too short for one frame: NaN, as the wheel gives (the stage rejects it by name).
     assert np.isnan(audio.opensmile_functionals(waveform[:100], 16000)[0]).all()
+
+
+def test_logmel_images_give_the_low_frequencies_more_rows():
+    waveform = media.audio(SPEECH_ANGRY)
+    stft, _ = audio.spectrogram_images(waveform, 16000, [1.0], image_size=64)
+    mel, starts = audio.spectrogram_images(
+        waveform, 16000, [1.0, 0.5], image_size=64, spectrogram="logmel", n_mels=64
+    )
+    assert mel.shape == (2, len(starts), 64, 64) and mel.dtype == np.uint8
+    assert mel[0].max() >= 240 and mel[1].max() >= 240  # each scale's own peak
+    # The axis: a 1 kHz tone sits 1/8 up the STFT's 0-8 kHz rows but a third of the way
+    # up the mel rows (Slaney mel: linear to 1 kHz, 15 of its 45.2 units up to 8 kHz),
+    # where pitch and the first formants get three times the rows.
+    tone = np.sin(2 * np.pi * 1000 * np.arange(16000) / 16000).astype(np.float32)
+    for kind, expected in (("stft", 64 / 8), ("logmel", 64 * 15 / 45.2)):
+        image, _ = audio.spectrogram_images(tone, 16000, [1.0], image_size=64, spectrogram=kind)
+        row = image[0, 2].astype(float).mean(1).argmax()
+        assert abs((63 - row) - expected) <= 1.5, (kind, row)
+    silent, _ = audio.spectrogram_images(
+        np.zeros(8000, np.float32), 16000, [1.0], image_size=32, spectrogram="logmel"
+    )
+    assert silent.max() == 0
+
+
+def test_the_spectrogram_cache_records_what_was_made_and_each_segments_level(tmp_path):
+    wav = tmp_path / "a.audio.h5"
+    assert extract_audio("a", str(SPEECH_ANGRY), wav, 16000, -60) == ""
+    out = tmp_path / "a.h5"
+    assert spectrograms("a", wav, out, [1.0, 0.5], 300, 0.5, 25, 5, 48, 80, "logmel", 40) == ""
+    with h5py.File(out) as f:
+        assert f.attrs["spectrogram"] == "logmel" and f.attrs["n_mels"] == 40
+        assert "fmax" not in f.attrs  # none set: each scale's Nyquist frequency
+        images, peak = f["images"][()], f["segment_peak_db"][()]
+    assert peak.shape == images.shape[:2] and peak.max() > -1  # the peak, blurred by the resize
+    black = images.reshape(*images.shape[:2], -1).max(2) == 0
+    assert black.any() and (peak[black] == -80).all() and (peak[~black] > -80).all()
+    # Training without the segments 40 dB under the peak: the pauses before and after.
+    every = SpectrogramSegments([out], [0], True, standardised_input("image", 48))
+    loud = SpectrogramSegments([out], [0], True, standardised_input("image", 48), quiet_db=40)
+    kept = {(r, k) for _, r, k in loud.items}
+    assert kept == {(r, k) for r, k in zip(*np.nonzero(peak >= -40), strict=True)}
+    assert 0 < len(loud) < len(every) == peak.size
+    test_time = SpectrogramSegments([out], [0], False, standardised_input("image", 48), quiet_db=40)
+    assert len(test_time) == images.shape[1]  # every scale-1.0 segment is scored
+
+
+def test_band_masks_silence_whole_rows_and_columns_of_real_spectrograms():
+    waveform = media.audio(SPEECH_ANGRY)
+    images, _ = audio.spectrogram_images(waveform, 16000, [1.0], image_size=64)
+    loud = images[0, images[0].reshape(images.shape[1], -1).mean(1).argmax()][None]
+    for seed in range(20):
+        masked = mask_bands(loud, np.random.default_rng(seed), 1, 1, 0.25)
+        rows = (masked[0] == 0).all(1) & ~(loud[0] == 0).all(1)
+        cols = (masked[0] == 0).all(0) & ~(loud[0] == 0).all(0)
+        assert rows.sum() <= 16 and cols.sum() <= 16  # a quarter of 64 at most
+        changed = masked != loud
+        assert (masked[changed] == 0).all()  # masking only ever sets silence
+        if rows.any():  # one band: its rows are contiguous
+            assert np.ptp(np.flatnonzero(rows)) == rows.sum() - 1
+    augment = SpectrogramAugment(freq_masks=2, time_masks=2, mask_width=0.2)
+    a = augment(loud, np.random.default_rng(1))
+    np.testing.assert_array_equal(a, augment(loud, np.random.default_rng(1)))  # seeded
+    assert (a == 0).sum() > (loud == 0).sum()
+    np.testing.assert_array_equal(SpectrogramAugment()(loud, np.random.default_rng(1)), loud)
+
+
+@pytest.mark.parametrize("mode", ["image", "frequency"])
+def test_standardised_input_is_zero_mean_unit_variance_whatever_the_loudness(mode):
+    waveform = media.audio(SPEECH_ANGRY)
+    loud, _ = audio.spectrogram_images(waveform, 16000, [1.0], image_size=64)
+    images = loud[0]
+    soft = (images * 0.5).astype(np.uint8)  # the same speech, its dB range halved
+    x, y = standardised_input(mode, 64)(images), standardised_input(mode, 64)(soft)
+    assert x.shape == (len(images), 3, 64, 64) and torch.equal(x[:, 0], x[:, 2])
+    axes = (2, 3) if mode == "image" else (3,)
+    varied = images.reshape(len(images), -1).std(1) > 10  # leave the black pauses out
+    assert x[varied].mean(axes).abs().max() < 1e-4
+    if mode == "image":
+        spread = x[varied].std((2, 3))  # std / (std + 1 grey level): 10 levels give 0.91
+        assert (spread > 0.9).all() and (spread <= 1).all()
+    assert (x[varied] - y[varied]).abs().mean() < 0.1  # the pattern, not the level
+    assert torch.equal(
+        standardised_input(mode, 64)(np.zeros((1, 64, 64), np.uint8)).abs().max(), torch.tensor(0.0)
+    )

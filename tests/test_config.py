@@ -35,15 +35,39 @@ def test_presets_are_side_by_side_with_the_same_keys(repo_config):
     assert cpu["audio"]["image_size"] < paper["audio"]["image_size"]
 
 
-def test_audio_cnn_trains_at_its_own_rate_only_when_the_preset_sets_one(repo_config):
+def test_audio_cnn_trains_at_its_own_rate_batch_epochs_and_schedule_only_when_set(repo_config):
+    own = ("lr", "batch_size", "epochs", "schedule", "weight_decay")
     for name in ("paper", "cpu"):
         heads = config.head_arguments(dict(repo_config, preset=name))
         models = repo_config["presets"][name]["models"]
         audio, shared = heads["audio_cnn"]["settings"], heads["blstm"]["settings"]
         assert audio["lr"] == (models["audio_cnn_lr"] or models["lr"])
+        assert audio["batch_size"] == (
+            models["audio_cnn_batch_size"] or repo_config["train"]["batch_size"]
+        )
+        assert audio["epochs"] == (models["audio_cnn_epochs"] or models["epochs"])
+        assert audio["schedule"] == models["audio_cnn_schedule"]
+        wd = models["audio_cnn_weight_decay"]
+        assert audio["weight_decay"] == (repo_config["train"]["weight_decay"] if wd is None else wd)
+        assert "schedule" not in shared  # the other heads keep the per-epoch decay
         assert shared["lr"] == models["lr"] == heads["frame_cnn"]["settings"]["lr"]
-        assert dict(audio, lr=shared["lr"]) == shared  # nothing else changes
-    assert heads["audio_cnn"]["settings"]["lr"] != heads["blstm"]["settings"]["lr"]  # cpu
+        assert {k: v for k, v in audio.items() if k not in own} == {
+            k: v for k, v in shared.items() if k not in own
+        }  # nothing else changes
+    # cpu: the spectrogram CNN's own batch, epochs, schedule and weight decay
+    assert heads["audio_cnn"]["settings"] != heads["blstm"]["settings"]
+
+
+def test_the_paper_preset_keeps_stft_images_and_vgg19_as_the_paper_trains_them(repo_config):
+    paper = repo_config["presets"]["paper"]
+    assert paper["audio"]["spectrogram"] == "stft"
+    audio_cnn = config.head_arguments(dict(repo_config, preset="paper"))["audio_cnn"]
+    assert (audio_cnn["layers"], audio_cnn["pool"], audio_cnn["standardise"]) == ("E", 7, "none")
+    assert audio_cnn["freq_masks"] == audio_cnn["time_masks"] == 0
+    assert audio_cnn["quiet_db"] is None and audio_cnn["dropout"] == 0.5
+    assert audio_cnn["settings"]["weight_decay"] == repo_config["train"]["weight_decay"]
+    assert audio_cnn["settings"]["batch_size"] == 8 and audio_cnn["settings"]["epochs"] == 30
+    assert audio_cnn["settings"]["schedule"] == "exponential"
 
 
 def test_each_head_gets_only_its_own_preset_values(repo_config):

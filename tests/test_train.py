@@ -94,3 +94,34 @@ def test_uniform_rows_for_clips_a_model_cannot_see():
     assert rows.shape == (3, 7)
     np.testing.assert_allclose(rows, 1 / 7)
     assert scores.uniform(0, 7).shape == (0, 7)
+
+
+@pytest.mark.parametrize("schedule", ["cosine", "onecycle"])
+def test_per_step_schedules_rise_and_fall_within_the_epochs(schedule):
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=generator)
+    data = TensorDataset(x, (x[:, 0] > 0).long())
+    settings = train.TrainSettings(
+        batch_size=8, lr=0.1, epochs=10, patience=10, seed=3, schedule=schedule
+    )
+    train.seed_everything(settings.seed)
+    history = train.fit(
+        torch.nn.Linear(5, 2), data, data, settings, 2, torch.device("cpu"), log=lambda _: 0
+    )
+    rates = [e["lr"] for e in history.epochs]  # the rate each epoch started at
+    assert len(rates) == 10 and max(rates) <= 0.1 + 1e-9
+    if schedule == "cosine":  # from lr down, every step: never up, near 0 at the end
+        assert rates[0] == pytest.approx(0.1) and all(np.diff(rates) < 0)
+        assert rates[-1] < 0.01
+    else:  # warm-up to lr over the first 30 % of the steps, then down
+        peak = int(np.argmax(rates))
+        assert rates[0] < 0.01 and 1 <= peak <= 4 and rates[peak] > 0.08
+        assert rates[-1] < 0.01
+    assert history.epochs[history.best_epoch - 1]["val_acc"] >= 0.9
+
+
+def test_an_unknown_schedule_is_an_error_naming_it():
+    data = TensorDataset(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
+    settings = train.TrainSettings(epochs=1, schedule="step")
+    with pytest.raises(ValueError, match="schedule='step'"):
+        train.fit(torch.nn.Linear(2, 2), data, None, settings, 2, torch.device("cpu"))

@@ -371,6 +371,7 @@ def full_run(project, hostile_clips):
     write_sheet(work, rows)
     config = yaml.safe_load((work / "config.yaml").read_text())
     config["presets"]["cpu"]["models"]["epochs"] = 2  # the DAG, not accuracy, is tested
+    config["presets"]["cpu"]["models"]["audio_cnn_epochs"] = 2  # its own value in cpu
     config["models"]["zeroshot"] = True
     config["fusion"]["models"] = ["fer2013_zeroshot", "fer2013_blstm", "c3d", "opensmile_svm"]
     config["fusion"]["submission"] = True

@@ -1,7 +1,8 @@
 """The spectrogram CNN of the audio branch: VGG-19 on segment images, then its features.
 
-finetune_audio_cnn  VGG-19 trained on the spectrogram segments (every rate scale, the
-                    paper's noise) of the training clips
+finetune_audio_cnn  VGG-19 (or the shallower VGG layout ``layers`` names) trained on the
+                    spectrogram segments (every rate scale, the paper's noise, optional
+                    band masking, quiet segments optionally left out) of the training clips
 audio_features      its fc7 features of every scale-1.0 segment of every clip -> a
                     features file (:mod:`msff.cache` layout), the audio BLSTM's input
 infer               one clip's spectrograms -> fc7 features (the BLSTM's input) and
@@ -12,12 +13,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from msff.datasets import SpectrogramSegments
+from msff.datasets import SpectrogramAugment, SpectrogramSegments
 from msff.devices import pick_device
 from msff.heads import common
 from msff.models import vgg19
@@ -39,17 +41,44 @@ def finetune_audio_cnn(
     gaussian_std: float,
     salt_pepper: float,
     batch_norm: bool = False,
+    layers: str | list = "E",
+    pool: int = 7,
+    standardise: str = "none",
+    freq_masks: int = 0,
+    time_masks: int = 0,
+    mask_width: float = 0.0,
+    quiet_db: float | None = None,
+    dropout: float = 0.5,
     device: str = "auto",
     config: dict | None = None,
     checkpoint: str | Path | None = None,
 ) -> None:
-    """Train VGG-19 on spectrogram segments (all rate scales, noise) of the training clips."""
+    """Train the VGG on spectrogram segments (all rate scales, noise) of the training clips.
+
+    ``layers``, ``pool``, ``standardise``: the network and its input
+    (:func:`msff.models.vgg19.build`); ``freq_masks``, ``time_masks``, ``mask_width``:
+    band masking beside the paper's noise (:class:`msff.datasets.SpectrogramAugment`);
+    ``quiet_db``: training leaves out segments this many dB under the clip's peak;
+    ``dropout``: after fc6 and fc7.
+    """
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
     torch.manual_seed(settings.seed)
-    built = vgg19.build(len(classes), fc_width, width, weights, input_size, batch_norm)
+    architecture = dict(
+        fc_width=fc_width,
+        width=width,
+        input_size=input_size,
+        batch_norm=batch_norm,
+        layers=layers,
+        pool=pool,
+        standardise=standardise,
+        dropout=dropout,
+    )
+    built = vgg19.build(len(classes), weights=weights, **architecture)
     labels = common.labels(clips, classes)
     paths = [spectrograms_h5.get(c["clip"], "") for c in clips]
+    noise_and_masks = (gaussian_std, salt_pepper, freq_masks, time_masks, mask_width)
+    augment = SpectrogramAugment(*(noise_and_masks if settings.augment else ()))
 
     def segments(idx, train):
         idx = [i for i in idx if paths[i]]
@@ -58,9 +87,9 @@ def finetune_audio_cnn(
             [labels[i] for i in idx],
             train,
             built.prepare,
-            gaussian_std if settings.augment else 0.0,
-            salt_pepper if settings.augment else 0.0,
-            settings.seed,
+            seed=settings.seed,
+            augment=augment,
+            quiet_db=quiet_db,
         ), idx
 
     train_set, _ = segments(common.subset(clips, "train"), True)
@@ -70,10 +99,7 @@ def finetune_audio_cnn(
     )
     meta = dict(
         backbone="vgg19_audio",
-        fc_width=fc_width,
-        width=width,
-        batch_norm=batch_norm,
-        input_size=input_size,
+        **architecture,
         classes=classes,
         weights=built.weights,
         pretrained=built.pretrained,
@@ -89,12 +115,16 @@ def finetune_audio_cnn(
         started,
         dev,
         {"vgg19": built.weights},
-        extra={"augmentation": {"gaussian_std": gaussian_std, "salt_pepper": salt_pepper}},
+        extra={
+            "augmentation": asdict(augment),
+            "quiet_db": quiet_db,
+            "training_segments": len(train_set),
+        },
     )
 
 
 def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
-    """A trained spectrogram VGG-19 from its file (the state dict holds every weight)."""
+    """A trained spectrogram VGG from its file (the state dict holds every weight)."""
     saved = common.load(model_pt)
     meta = saved["meta"]
     built = vgg19.build(
@@ -104,6 +134,10 @@ def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
         None,
         meta["input_size"],
         meta["batch_norm"],
+        meta.get("layers", "E"),
+        meta.get("pool", 7),
+        meta.get("standardise", "none"),
+        meta.get("dropout", 0.5),
     )
     built.model.load_state_dict(saved["state_dict"])
     return built, meta

@@ -33,8 +33,16 @@ def spectrograms(
     hop_ms: float,
     image_size: int,
     top_db: float,
+    spectrogram: str = "stft",
+    n_mels: int = 64,
+    fmin: float = 0.0,
+    fmax: float | None = None,
 ) -> str:
-    """Write the spectrogram images of every segment at every rate scale."""
+    """Write the spectrogram images of every segment at every rate scale.
+
+    The file records what was made (kind, mel bands, dB range) and each segment's
+    loudest pixel in dB, which training reads to leave out quiet segments.
+    """
 
     def work():
         with _waveform(audio_h5) as (waveform, meta), cache.atomic_h5(out, clip) as f:
@@ -58,13 +66,27 @@ def spectrograms(
                 hop_ms,
                 image_size,
                 top_db,
+                spectrogram,
+                n_mels,
+                fmin,
+                fmax,
             )
+            peak_db = np.zeros(images.shape[:2], np.float32)
             for r, k, block in blocks:
                 images[r, k : k + len(block)] = block
+                peak_db[r, k : k + len(block)] = audio.segment_peak_db(block[None], top_db)[0]
             f.create_dataset("scales", data=np.asarray(scales, np.float32))
             f.create_dataset("segment_start_s", data=(starts / rate).astype(np.float32))
+            f.create_dataset("segment_peak_db", data=peak_db)
+            made = dict(spectrogram=spectrogram, top_db=top_db, window_ms=window_ms, hop_ms=hop_ms)
+            if spectrogram == "logmel":  # h5py attributes cannot be None: fmax only when set
+                made.update(n_mels=n_mels, fmin=fmin, **({} if fmax is None else {"fmax": fmax}))
             f.attrs.update(
-                segment_ms=segment_ms, overlap=overlap, silent=meta["silent"], note=meta["note"]
+                segment_ms=segment_ms,
+                overlap=overlap,
+                silent=meta["silent"],
+                note=meta["note"],
+                **made,
             )
         log.info("clip %s: %d segments x %d scales", clip, len(starts), len(scales))
 
