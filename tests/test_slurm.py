@@ -25,6 +25,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -445,21 +446,30 @@ def test_predict_on_held_back_clips_agrees_with_the_workflow(slurm_run):
             work / "results",
             "--config",
             work / "config.yaml",
+            "--out",
+            work / "held_back.tsv",
         ],
         cwd=work,
         timeout=300,
     )
     lines = proc.stdout.strip().splitlines()
     assert len(lines) == 2, proc.stdout + proc.stderr
+    table = pd.read_csv(work / "held_back.tsv", sep="\t", index_col="clip", keep_default_na=False)
+    assert list(table.index) == clips
     for clip, line in zip(clips, lines, strict=True):
-        path, label, used, scores = line.split("\t")
-        assert Path(path).stem == clip
-        assert label == classes[int(fused.loc[clip, classes].to_numpy(float).argmax())]
-        got = dict(item.split("=") for item in scores.split())
-        for name in classes:  # same models, same weights; features were stored as float16
-            assert abs(float(got[name]) - fused.loc[clip, name]) < 0.01, (clip, name)
-    speech_models = lines[0].split("\t")[2]
-    assert "fer2013_blstm" not in speech_models and "c3d" not in speech_models  # no video
+        row, want = table.loc[clip], fused.loc[clip, classes].to_numpy(float)
+        for name, value in zip(classes, want, strict=True):
+            # Same models, same weights; features were stored as float16.
+            assert abs(float(row[name]) - value) < 0.01, (clip, name)
+        if row["label"]:
+            assert row["label"] == classes[int(want.argmax())]
+            assert line.split("\t")[1] == row["label"]
+        else:  # no model the fusion weighs could see the clip: the fused row is uniform
+            assert row["models_used"] == "" and np.allclose(want, 1 / len(classes), atol=1e-6)
+            assert line.split("\t")[1].startswith("no label: no fused model could score it")
+    # The speech clip has no video: the face models are listed as unable to score it.
+    unable = table.loc[clips[0], "models_unable"].split(",")
+    assert "fer2013_blstm" in unable and "c3d" in unable
 
 
 def test_predict_without_a_run_says_what_is_missing(tmp_path):
