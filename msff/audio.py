@@ -149,9 +149,9 @@ def spectrogram_blocks(
 
     for r, scale in enumerate(scales):
         peak = max(float(m.max()) for _, m in magnitudes(scale))
+        reference = max(peak, _MIN_REFERENCE)
         for k, block in magnitudes(scale):
             images = np.empty((len(block), image_size, image_size), np.uint8)
-            reference = max(peak, _MIN_REFERENCE)
             for i, m in enumerate(block):
                 db = librosa.amplitude_to_db(m, ref=reference, amin=_EPS, top_db=None)
                 scaled = np.clip((db + top_db) / top_db, 0, 1)[::-1]  # low frequencies at bottom
