@@ -2,9 +2,10 @@
 
 Every cache file carries the attributes ``clip``, ``error`` (empty when the stage
 succeeded) and ``note`` (what a reader should know: no audio stream, silent track,
-frames without a face). A stage that fails on a bad clip still writes its file, with
-``error`` set and empty datasets, so the run goes on and the qc table can report it;
-a half-written file is never left behind.
+frames without a face); one written by a workflow job also carries ``fingerprint``,
+what it was made from (``msff.shards``). A stage that fails on a bad clip still writes
+its file, with ``error`` set and empty datasets, so the run goes on and the qc table can
+report it; a half-written file is never left behind.
 
 Layouts (N frames, S aligned-face side, K segments, R rate scales):
 
@@ -44,6 +45,7 @@ features   one dataset per clip, named by its id: (n_i, fc_width) float16 fc7
 
 from __future__ import annotations
 
+import contextvars
 import glob
 import os
 import socket
@@ -55,6 +57,10 @@ import h5py
 import numpy as np
 
 import msff
+
+# Stamped on every cache written while it is set: ``msff.shards.run_shard`` sets it to the
+# fingerprint of the clip's cache it works on (the stage functions know nothing of shards).
+FINGERPRINT: contextvars.ContextVar[str] = contextvars.ContextVar("fingerprint", default="")
 
 
 def _alive(pid: int) -> bool:
@@ -129,6 +135,8 @@ def atomic_h5(path: str | Path, clip: str) -> Iterator[h5py.File]:
         f.attrs["error"] = ""
         f.attrs["note"] = ""
         f.attrs["msff_version"] = msff.__version__
+        if FINGERPRINT.get():
+            f.attrs["fingerprint"] = FINGERPRINT.get()
         yield f
 
 

@@ -31,6 +31,8 @@ import pytest
 import yaml
 import yte
 
+from msff.shards import shard_of
+
 from .conftest import REPO
 
 pytestmark = pytest.mark.workflow
@@ -43,7 +45,7 @@ SBIN = Path("/usr/sbin")
 DEFAULT_CONF = Path("/etc/slurm/slurm.conf")
 MARKER = "# written by msff tests/test_slurm.py"
 PARTITION = "msff"  # not the default partition: the profile's partition has to reach sbatch
-AV = ("extract_frames", "align_faces", "extract_audio", "spectrograms", "opensmile")
+AV = ("align_faces", "extract_audio", "spectrograms", "opensmile")
 SPEECH = ("extract_audio", "spectrograms", "opensmile")
 CLIPS = {
     # clip id in demo/clips.tsv (its split there): the per-clip rules it runs
@@ -368,10 +370,10 @@ def test_every_job_was_a_slurm_job_in_the_profiles_partition(cluster, slurm_run)
 
 
 def executed(slurm_log: Path) -> set[tuple[str, str]]:
-    """(rule, clip) of every job that Snakemake ran inside a Slurm job, from its Slurm log."""
+    """(rule, shard) of every job that Snakemake ran inside a Slurm job, from its Slurm log."""
     blocks = re.findall(r"^localrule (\w+):\n((?:[ \t]+.*\n)+)", slurm_log.read_text(), re.M)
     return {
-        (rule, m.group(1)) if (m := re.search(r"wildcards: clip=(\S+)", body)) else (rule, "")
+        (rule, m.group(1)) if (m := re.search(r"wildcards: shard=(\S+)", body)) else (rule, "")
         for rule, body in blocks
     }
 
@@ -389,11 +391,13 @@ def slurm_time(minutes: int) -> str:
 
 def test_per_clip_rules_are_batched_into_one_job(slurm_run):
     _, _, jobs = slurm_run
-    # Every per-clip job of the 8 clips in one Slurm job, then one job per model rule.
+    # Every per-clip job of the 8 clips (one per stage and shard) in one Slurm job, then one
+    # job per model rule.
     assert len(jobs) == 1 + len(MODEL_RULES), [str(job["log"]) for job in jobs.values()]
     group = job_of(jobs, "group_preprocess")
+    shards = yaml.safe_load((REPO / "config.yaml").read_text())["preprocess_shards"]
     assert executed(group["log"]) == {
-        (rule, clip) for clip, rules in CLIPS.items() for rule in rules
+        (rule, str(shard_of(clip, shards))) for clip, rules in CLIPS.items() for rule in rules
     }
     # .snakemake/slurm_logs/rule_<name>[/<wildcards>]/<jobid>.log
     by_folder = {

@@ -1,13 +1,13 @@
 rule spectrograms:
     input:
-        audio="results/audio/{clip}.h5",
-        code=msff_code("msff.stages.audio"),
+        audio="results/shards/extract_audio/{shard}.tsv",
+        code=msff_code("msff.stages.audio", "msff.shards"),
     output:
-        "results/spectrograms/{clip}.h5",
+        "results/shards/spectrograms/{shard}.tsv",
     log:
-        "logs/spectrograms/{clip}.log",
+        "logs/shards/spectrograms/{shard}.log",
     benchmark:
-        "benchmarks/spectrograms/{clip}.tsv"
+        "benchmarks/spectrograms/{shard}.tsv"
     group:
         "preprocess"
     conda:
@@ -15,6 +15,7 @@ rule spectrograms:
     resources:
         **PER_CLIP_RESOURCES,
     params:
+        clips=lambda wildcards: shard_jobs("spectrograms", wildcards.shard),
         audio={
             k: v
             for k, v in PRESET["audio"].items()
@@ -26,17 +27,19 @@ rule spectrograms:
 
 rule opensmile:
     input:
-        audio="results/audio/{clip}.h5",
-        code=msff_code("msff.stages.audio"),
+        audio="results/shards/extract_audio/{shard}.tsv",
+        code=msff_code("msff.stages.audio", "msff.shards"),
     output:
-        "results/opensmile/{clip}.h5",
+        "results/shards/opensmile/{shard}.tsv",
     log:
-        "logs/opensmile/{clip}.log",
+        "logs/shards/opensmile/{shard}.log",
     group:
         "preprocess"
     conda:
         "../../envs/msff.yaml"
     resources:
         **PER_CLIP_RESOURCES,
+    params:
+        clips=lambda wildcards: shard_jobs("opensmile", wildcards.shard),
     script:
         "../scripts/opensmile.py"

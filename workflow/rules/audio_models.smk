@@ -16,9 +16,7 @@ rule svm_opensmile:
         **SMALL_JOB_RESOURCES,
     params:
         clips=clip_records(),
-        features=lambda wildcards, input: {
-            clip: path for clip, path in zip(audio_clips(), input.features)
-        },
+        features=opensmile_cache_map,
         classes=CLASSES,
         args=HEADS["svm"],
     script:

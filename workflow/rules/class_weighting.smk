@@ -81,9 +81,7 @@ use rule svm_opensmile as weighted_svm_opensmile with:
         "benchmarks/class_weighting/svm_opensmile.tsv"
     params:
         clips=clip_records(),
-        features=lambda wildcards, input: {
-            clip: path for clip, path in zip(audio_clips(), input.features)
-        },
+        features=opensmile_cache_map,
         classes=CLASSES,
         args=FLIPPED["svm"],
 

@@ -1,5 +1,4 @@
 import os
-import re
 from functools import cache
 from pathlib import Path
 
@@ -7,6 +6,7 @@ from snakemake.utils import validate
 
 import msff.config
 import msff.registry
+import msff.shards
 import msff.sheet
 import msff.stages.weighting
 from msff.codedeps import module_files
@@ -26,11 +26,22 @@ PRESET = msff.config.preset(config)
 # paper preset with margin (benchmarks/, bench/README.md); the Slurm profile adds only the
 # site's settings (partition, account).
 GPUS = config["gpus_per_job"]
-PER_CLIP_RESOURCES = dict(mem_mb=2000, runtime=lambda wildcards, attempt: 1 * attempt)
+
+
+def shard_minutes(minutes_per_clip):
+    """A per-clip stage's time limit: its minutes per clip times the clips of the shard."""
+    return (
+        lambda wildcards, attempt: minutes_per_clip
+        * attempt
+        * len(SHARDS[int(wildcards.shard)])
+    )
+
+
+PER_CLIP_RESOURCES = dict(mem_mb=2000, runtime=shard_minutes(1))
 # MTCNN over every frame: about 1.1 GB resident for a 1280x720 clip at the paper preset.
 ALIGN_FACES_RESOURCES = dict(
     mem_mb=4000,
-    runtime=lambda wildcards, attempt: 3 * attempt,
+    runtime=shard_minutes(3),
     gpu=GPUS if PRESET["faces"]["device"] == "cuda" else 0,
 )
 TRAINING_RESOURCES = dict(
@@ -54,8 +65,13 @@ if len(_excluded):
         )
 
 
+# The per-clip stages run one job per shard of clips, each clip's shard fixed by a hash
+# of its id (msff/shards.py): adding a clip reruns its shard, which does only its work.
+SHARDS = msff.shards.shard_clips(CLIPS.index, config["preprocess_shards"])
+
+
 wildcard_constraints:
-    clip="|".join(re.escape(c) for c in CLIPS.index) or "(?!)",
+    shard=r"\d+",
     fold=r"\d+",
     backbone="|".join(msff.registry.FRAME_BACKBONES),
 
@@ -87,16 +103,6 @@ def face_input(clip):
     return CLIPS.loc[clip].get("face_input") or config["face_input"]
 
 
-def get_source(wildcards):
-    """The clip's file, when it exists; a missing file is the stage's to report, not a DAG error."""
-    path = CLIPS.loc[wildcards.clip, "path"]
-    return [path] if Path(path).exists() else []
-
-
-def get_source_path(wildcards):
-    return CLIPS.loc[wildcards.clip, "path"]
-
-
 def clip_caches(clip):
     """Stage name -> cache file of every stage the clip's streams allow."""
     caches = {}
@@ -113,8 +119,70 @@ def get_qc_caches(wildcards=None):
     return {clip: clip_caches(clip) for clip in CLIPS.index}
 
 
+# Which clips each per-clip stage runs on, and the cache it writes for one.
+STAGE_STREAM = dict(
+    align_faces="has_video",
+    extract_audio="has_audio",
+    spectrograms="has_audio",
+    opensmile="has_audio",
+)
+STAGE_CACHE = dict(
+    align_faces="results/faces/{clip}.h5",
+    extract_audio="results/audio/{clip}.h5",
+    spectrograms="results/spectrograms/{clip}.h5",
+    opensmile="results/opensmile/{clip}.h5",
+)
+
+
+def shard_jobs(stage, shard):
+    """The clips of one shard a stage works on, as msff.shards.run_shard takes them."""
+    jobs = []
+    for clip in SHARDS[int(shard)]:
+        if not has_stream(clip, STAGE_STREAM[stage]):
+            continue
+        source = CLIPS.loc[clip, "path"]
+        # What the clip's cache is made from: the source, or the audio cache.
+        upstream = (
+            source
+            if stage in ("align_faces", "extract_audio")
+            else f"results/audio/{clip}.h5"
+        )
+        jobs.append(
+            dict(
+                clip=clip,
+                source=source,
+                inputs=[upstream],
+                out=STAGE_CACHE[stage].format(clip=clip),
+                log=f"logs/{stage}/{clip}.log",
+            )
+        )
+        if stage == "align_faces":
+            jobs[-1].update(
+                frames=f"results/frames/{clip}.h5", face_input=face_input(clip)
+            )
+    return jobs
+
+
+def stage_manifests(stage):
+    """The manifests of every shard a stage has clips in: what a rule reading its caches needs."""
+    return [
+        f"results/shards/{stage}/{shard}.tsv"
+        for shard in SHARDS
+        if any(has_stream(clip, STAGE_STREAM[stage]) for clip in SHARDS[shard])
+    ]
+
+
+def shard_sources(stage, shard):
+    """The source files of a shard's clips that exist: a missing one is its clip's error, not the DAG's."""
+    return [
+        job["source"]
+        for job in shard_jobs(stage, shard)
+        if Path(job["source"]).exists()
+    ]
+
+
 def get_qc_input(wildcards):
-    return [path for caches in get_qc_caches().values() for path in caches.values()]
+    return [path for stage in STAGE_CACHE for path in stage_manifests(stage)]
 
 
 CLASSES = config["labels"]["classes"]
@@ -139,11 +207,15 @@ def video_clips():
 
 
 def get_opensmile_features(wildcards):
-    return [f"results/opensmile/{clip}.h5" for clip in audio_clips()]
+    return stage_manifests("opensmile")
+
+
+def opensmile_cache_map(wildcards):
+    return {clip: f"results/opensmile/{clip}.h5" for clip in audio_clips()}
 
 
 def get_face_caches(wildcards):
-    return [f"results/faces/{clip}.h5" for clip in video_clips()]
+    return stage_manifests("align_faces")
 
 
 def face_cache_map(wildcards):
@@ -151,7 +223,7 @@ def face_cache_map(wildcards):
 
 
 def get_spectrogram_caches(wildcards):
-    return [f"results/spectrograms/{clip}.h5" for clip in audio_clips()]
+    return stage_manifests("spectrograms")
 
 
 def spectrogram_cache_map(wildcards):

@@ -1,16 +1,15 @@
+# Decoding and alignment in one job: a clip's frames cache (uncompressed, large) lives only
+# while its faces are aligned, and MTCNN loads once per shard.
 rule align_faces:
     input:
-        frames="results/frames/{clip}.h5",
-        code=msff_code("msff.stages.faces"),
+        sources=lambda wildcards: shard_sources("align_faces", wildcards.shard),
+        code=msff_code("msff.stages.media", "msff.stages.faces", "msff.shards"),
     output:
-        "results/faces/{clip}.h5",
+        "results/shards/align_faces/{shard}.tsv",
     log:
-        "logs/align_faces/{clip}.log",
+        "logs/shards/align_faces/{shard}.log",
     benchmark:
-        "benchmarks/align_faces/{clip}.tsv"
-    # Before the next clip's extract_frames: each frames cache (temporary, uncompressed)
-    # is deleted soon after it is written instead of piling up for every clip.
-    priority: 1
+        "benchmarks/align_faces/{shard}.tsv"
     group:
         "preprocess"
     conda:
@@ -19,7 +18,9 @@ rule align_faces:
     resources:
         **ALIGN_FACES_RESOURCES,
     params:
+        clips=lambda wildcards: shard_jobs("align_faces", wildcards.shard),
+        frames=PRESET["frames"],
         faces=PRESET["faces"],
-        face_input=lambda wildcards: face_input(wildcards.clip),
+        ffmpeg=config.get("ffmpeg"),
     script:
         "../scripts/align_faces.py"

@@ -1,35 +1,14 @@
-rule extract_frames:
-    input:
-        source=get_source,
-        code=msff_code("msff.stages.media"),
-    output:
-        temp("results/frames/{clip}.h5"),
-    log:
-        "logs/extract_frames/{clip}.log",
-    benchmark:
-        "benchmarks/extract_frames/{clip}.tsv"
-    group:
-        "preprocess"
-    conda:
-        "../../envs/msff.yaml"
-    resources:
-        **PER_CLIP_RESOURCES,
-    params:
-        source=get_source_path,
-        frames=PRESET["frames"],
-        ffmpeg=config.get("ffmpeg"),
-    script:
-        "../scripts/extract_frames.py"
-
-
+# The per-clip stages run one job per shard of clips (common.smk, msff/shards.py): a job
+# skips each clip whose cache is up to date, writes the others and each one's log
+# (logs/<rule>/<clip>.log), and lists its clips in its manifest, results/shards/<rule>/.
 rule extract_audio:
     input:
-        source=get_source,
-        code=msff_code("msff.stages.media"),
+        sources=lambda wildcards: shard_sources("extract_audio", wildcards.shard),
+        code=msff_code("msff.stages.media", "msff.shards"),
     output:
-        "results/audio/{clip}.h5",
+        "results/shards/extract_audio/{shard}.tsv",
     log:
-        "logs/extract_audio/{clip}.log",
+        "logs/shards/extract_audio/{shard}.log",
     group:
         "preprocess"
     conda:
@@ -37,7 +16,7 @@ rule extract_audio:
     resources:
         **PER_CLIP_RESOURCES,
     params:
-        source=get_source_path,
+        clips=lambda wildcards: shard_jobs("extract_audio", wildcards.shard),
         sample_rate=PRESET["audio"]["sample_rate"],
         silence_dbfs=PRESET["audio"]["silence_dbfs"],
         ffmpeg=config.get("ffmpeg"),

@@ -1,6 +1,13 @@
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
+from msff.shards import run_shard
 from msff.stages.audio import opensmile
 
-opensmile(snakemake.wildcards.clip, snakemake.input.audio, snakemake.output[0])
+run_shard(
+    snakemake.params.clips,
+    lambda clip: opensmile(clip["clip"], clip["inputs"][0], clip["out"]),
+    snakemake.output[0],
+    {},
+    snakemake.input.code,
+)

@@ -1,11 +1,14 @@
 from msff.logs import log_to
 
 log_to(snakemake.log[0])
+from msff.shards import run_shard
 from msff.stages.audio import spectrograms
 
-spectrograms(
-    snakemake.wildcards.clip,
-    snakemake.input.audio,
+settings = snakemake.params.audio
+run_shard(
+    snakemake.params.clips,
+    lambda clip: spectrograms(clip["clip"], clip["inputs"][0], clip["out"], **settings),
     snakemake.output[0],
-    **snakemake.params.audio,
+    settings,
+    snakemake.input.code,
 )
