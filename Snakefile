@@ -1,13 +1,14 @@
 # MSFF: labelled video clips -> per-model class scores -> fused predictions and a report.
 #
-#   clips.tsv ─┬─ align_faces ─┬─ finetune_cnn ── cnn_features ── train_blstm ───────────┐
+#   clips.tsv ─┬─ align_faces ─┬─ finetune_cnn (frame scores + features) ── train_blstm ─┐
 #              │               └─ train_c3d ──────────────────────────────────────────────┤
 #              └─ extract_audio ─┬─ spectrograms ── finetune_audio_cnn ── audio_features ──  │
 #                                │                  train_blstm_audio ──────────────────────┼─ fuse ── evaluate
 #                                └─ opensmile ── svm_opensmile ─────────────────────────────┘
 #   Per-clip stages run one job per shard of clips (workflow/rules/media.smk), each clip's
-#   cache and log its own.  qc: one row per clip (faces found, audio, errors).  Not in the default target:
-#   `snakemake crossval`, subject-grouped k-fold cross-validation of the face models.
+#   cache and log its own.  qc: one row per clip (faces found, audio, errors).
+#   Not in the default target: `snakemake crossval`, subject-grouped k-fold
+#   cross-validation of the face models.
 from snakemake.utils import min_version
 
 min_version("9.0")

@@ -38,7 +38,7 @@ from msff.folds import assign_folds, fold_records
 from msff.heads import zeroshot
 from msff.heads.blstm import train_blstm
 from msff.heads.c3d import train_c3d
-from msff.heads.frame_cnn import cnn_features, finetune_cnn
+from msff.heads.frame_cnn import finetune_cnn
 from msff.logs import log
 
 
@@ -88,6 +88,7 @@ def run(
             cnn = fold_dir / f"{backbone}_cnn.pt"
             paths[f"{backbone}_frames"].append(fold_dir / f"{backbone}_frames.tsv")
             paths[f"{backbone}_blstm"].append(fold_dir / f"{backbone}_blstm.tsv")
+            features = fold_dir / f"{backbone}_features.h5"
             with _timer(seconds, f"{backbone}_frames"):
                 finetune_cnn(
                     backbone,
@@ -100,10 +101,9 @@ def run(
                     **heads["frame_cnn"],
                     weights=weights.get(backbone),
                     device=device,
+                    out_features=features,
                 )
             with _timer(seconds, f"{backbone}_blstm"):
-                features = fold_dir / f"{backbone}_features.h5"
-                cnn_features(cnn, clips, faces_h5, features, device=device)
                 train_blstm(
                     features,
                     clips,

@@ -66,7 +66,7 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     work, first, sheet = crossval_run
     stats = (first.stdout + first.stderr).split("Job stats:", 1)[1].split("total", 1)[0]
     counts = {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line}
-    for rule in ("finetune_cnn", "cnn_features", "train_blstm", "train_c3d"):
+    for rule in ("finetune_cnn", "train_blstm", "train_c3d"):
         assert counts[f"crossval_{rule}"] == FOLDS, counts
     assert counts["crossval_zeroshot"] == counts["crossval"] == 1
     metrics = pd.read_csv(work / "results" / "crossval" / "metrics.tsv", sep="\t")
@@ -90,7 +90,7 @@ def test_folds_train_side_by_side(crossval_run):
         log.relative_to(work / "logs" / "crossval").parts: span(log)
         for log in (work / "logs" / "crossval").glob("fold*/**/*.log")
     }
-    assert len(jobs) == 4 * FOLDS
+    assert len(jobs) == 3 * FOLDS  # finetune_cnn, train_blstm, train_c3d
     # With 2 cores and one thread a fold job, jobs of different folds overlapped in time.
     overlapping = [
         (a, b)
@@ -113,7 +113,6 @@ def test_a_deleted_fold_model_reruns_that_fold_only(crossval_run):
     )
     assert rerun == [
         "crossval.log",
-        "crossval/fold1/cnn_features/fer2013.log",
         "crossval/fold1/finetune_cnn/fer2013.log",
         "crossval/fold1/train_blstm/fer2013.log",
     ]

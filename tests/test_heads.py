@@ -23,6 +23,7 @@ from msff.heads.audio_cnn import audio_features, finetune_audio_cnn
 from msff.heads.blstm import train_blstm
 from msff.heads.c3d import train_c3d
 from msff.heads.frame_cnn import cnn_features, finetune_cnn
+from msff.heads.frame_cnn import load as frame_cnn_load
 from msff.stages.audio import spectrograms
 from msff.stages.faces import align_faces
 from msff.stages.media import extract_audio, extract_frames
@@ -111,14 +112,30 @@ def test_frame_cnn_then_blstm_overfit_real_faces(tmp_path, faces):
         max_train_frames=12,
         weights=None,
         device="cpu",
+        out_features=tmp_path / "features.h5",
     )
     assert train_accuracy(frame_scores, clips) >= 0.9
     table = scores.read(frame_scores, CLASSES)
     assert table.loc["c_noface", "note"] == "no face found"
     np.testing.assert_allclose(table.loc["c_noface", CLASSES].to_numpy(float), 1 / 7, atol=1e-5)
 
+    # The features come from the pass that scored the frames: the same as a pass of the
+    # saved model over the faces (cnn_features), and scoring them gives the frame scores.
     features = tmp_path / "features.h5"
-    cnn_features(model, clips, faces, features, device="cpu")
+    cnn_features(model, clips, faces, tmp_path / "again.h5", device="cpu")
+    built, _ = frame_cnn_load(model)
+    with h5py.File(features) as f, h5py.File(tmp_path / "again.h5") as again:
+        assert sorted(f) == sorted(c["clip"] for c in clips)
+        assert f["c_noface"].shape == (0, 64)
+        for clip in f:
+            feats = f[clip][()]
+            np.testing.assert_array_equal(feats, again[clip][()])
+            if len(feats):
+                with torch.no_grad():
+                    logits = built.model.classify(torch.from_numpy(feats.astype(np.float32)))
+                mean = torch.softmax(logits, 1).mean(0).numpy()
+                got = table.loc[clip, CLASSES].to_numpy(float)
+                np.testing.assert_allclose(got, mean, atol=2e-3)
     blstm_scores = tmp_path / "blstm.tsv"
     train_blstm(
         features,

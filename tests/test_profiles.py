@@ -157,7 +157,6 @@ def test_rules_declare_what_their_jobs_need(tmp_path):
     planned = planned_resources(tmp_path)
     training = {
         "finetune_cnn",
-        "cnn_features",
         "train_blstm",
         "train_c3d",
         "finetune_audio_cnn",

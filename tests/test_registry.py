@@ -130,7 +130,7 @@ def test_a_registered_backbone_is_in_the_schema_the_dag_and_fusion(toy_repo):
     )
     assert dag.returncode == 0, dag.stderr[-3000:]
     out = dag.stdout
-    for rule in ("finetune_cnn", "cnn_features", "train_blstm"):
+    for rule in ("finetune_cnn", "train_blstm"):
         assert f"rule {rule}:" in out
     assert "results/models/toy_cnn.pt" in out and "results/scores/toy_blstm.tsv" in out
     fuse = out.split("rule fuse:", 1)[1].split("rule ", 1)[0]
@@ -148,7 +148,7 @@ def test_a_registered_backbone_trains_and_predict_scores_with_it(toy_repo, tmp_p
         from pathlib import Path
         from msff import config
         from msff.heads.blstm import train_blstm
-        from msff.heads.frame_cnn import cnn_features, finetune_cnn
+        from msff.heads.frame_cnn import finetune_cnn
         from msff.predict import predict
         from msff.stages.faces import precropped_faces
         from msff.stages.media import extract_frames
@@ -169,8 +169,7 @@ def test_a_registered_backbone_trains_and_predict_scores_with_it(toy_repo, tmp_p
         models = work / "results" / "models"
         finetune_cnn("toy", clips, faces, models / "toy_cnn.pt", work / "c.json",
                      work / "frames.tsv", classes, settings, fc_width=16, crop=56,
-                     max_train_frames=None, weights=None)
-        cnn_features(models / "toy_cnn.pt", clips, faces, work / "toy.h5")
+                     max_train_frames=None, weights=None, out_features=work / "toy.h5")
         train_blstm(work / "toy.h5", clips, work / "b.tsv", models / "toy_blstm.pt",
                     work / "b.json", classes, settings, hidden=4, window=8, stride=4,
                     unseen_note="no face")

@@ -62,7 +62,6 @@ CLIPS = {
 MODEL_RULES = {
     "qc",
     "finetune_cnn",
-    "cnn_features",
     "train_blstm",
     "train_c3d",
     "finetune_audio_cnn",

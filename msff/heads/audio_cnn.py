@@ -170,9 +170,11 @@ def audio_features(
         out,
         clips,
         meta,
-        built.model,
-        lambda clip: segment_batches(spectrograms_h5.get(clip), built.prepare, batch_size),
-        dev,
+        lambda clip: common.features(
+            built.model,
+            segment_batches(spectrograms_h5.get(clip["clip"]), built.prepare, batch_size),
+            dev,
+        ),
     )
 
 

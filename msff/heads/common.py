@@ -143,15 +143,16 @@ def global_owners(dataset, idx) -> np.ndarray:
     return np.asarray(idx, dtype=int)[dataset.owner] if len(dataset) else dataset.owner
 
 
-def write_features(out, clips: list[dict], meta: dict, model, batches_of, dev) -> None:
-    """A features file (:mod:`msff.cache` layout): ``model.features`` of every clip's batches.
+def write_features(out, clips: list[dict], meta: dict, features_of) -> None:
+    """A features file (:mod:`msff.cache` layout): ``features_of(clip)`` of every clip.
 
-    ``batches_of(clip)`` gives a clip's prepared inputs in batches ([] when it has none).
+    ``features_of`` gives a clip's (n, fc_width) features, (0, fc_width) when it has none;
+    clips are computed and written one at a time.
     """
     cache.write_features(
         out,
         dict(backbone=meta["backbone"], fc_width=meta["fc_width"], weights=meta["weights"]),
-        ((c["clip"], features(model, batches_of(c["clip"]), dev)) for c in clips),
+        ((c["clip"], features_of(c)) for c in clips),
     )
 
 

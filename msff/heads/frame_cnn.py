@@ -1,10 +1,10 @@
 """The frame CNN of the face branch: fine-tuned on face frames, then the features it gives.
 
 finetune_cnn   a backbone of :data:`msff.registry.FRAME_BACKBONES` trained on the face
-               frames of the training clips; writes the frame-only baseline scores (the
-               mean of a clip's frame scores)
-cnn_features   its fc7 features of every found face of every clip -> a features file
-               (:mod:`msff.cache` layout), the BLSTM's input
+               frames of the training clips; then one pass over every found face writes
+               the frame-only baseline scores (the mean of a clip's frame scores) and the
+               fc7 features file (:mod:`msff.cache` layout), the BLSTM's input
+cnn_features   the features file of a saved frame CNN, without training (benches, re-use)
 infer          one clip's faces -> (fc7 features, frame class probabilities), one pass
 """
 
@@ -26,7 +26,7 @@ from msff.devices import pick_device
 from msff.errors import ConfigError
 from msff.heads import common
 from msff.models.build import Built
-from msff.train import TrainSettings, predict
+from msff.train import TrainSettings
 
 
 def build(
@@ -91,12 +91,16 @@ def finetune_cnn(
     device: str = "auto",
     config: dict | None = None,
     checkpoint: str | Path | None = None,
+    out_features: str | None = None,
 ) -> None:
     """Fine-tune a frame CNN on the face frames of the training clips.
 
     ``train_blocks``: the last blocks of a pretrained backbone that train with the fc
     layers (0: the fc layers only, as the paper), at ``settings.backbone_lr``.
     ``flip_test``: test-time scores and features averaged over each face and its mirror.
+    ``out_features``: where the fc7 features of every found face go, computed in the same
+    pass as the frame scores (the backbone runs once over every face, not once for the
+    scores and again for the features).
     """
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
@@ -137,15 +141,30 @@ def finetune_cnn(
         pretrained=built.pretrained,
         flip_test=flip_test,
     )
-    seen_idx = [i for i, p in enumerate(paths) if p]
-    every = frames(seen_idx, False, None)
-    probs = predict(scorer(built.model, flip_test), every, dev)
+    model = scorer(built.model, flip_test)
+    probs, counts = [], []
+
+    def scored_features(clip: dict) -> np.ndarray:
+        """The clip's fc7 features; its frame probabilities, from them, kept on the way."""
+        batches = face_batches(faces_h5.get(clip["clip"]), crop, built.prepare, 64)
+        feats = common.features(model, batches, dev)
+        with torch.no_grad():
+            logits = model.classify(torch.from_numpy(feats).to(dev))
+        probs.append(torch.softmax(logits.float(), 1).cpu().numpy())
+        counts.append(len(feats))
+        return feats
+
+    if out_features:
+        common.write_features(out_features, clips, meta, scored_features)
+    else:
+        for clip in clips:
+            scored_features(clip)
     common.write_scores(
         out_scores,
         clips,
         classes,
-        probs,
-        common.global_owners(every, seen_idx),
+        np.concatenate(probs),
+        np.repeat(np.arange(len(clips)), counts),
         "no face found",
         f"{backbone} frames",
     )
@@ -160,7 +179,7 @@ def finetune_cnn(
         started,
         dev,
         {backbone: built.weights},
-        extra={"n_scored_frames": len(every)},
+        extra={"n_scored_frames": int(sum(counts))},
     )
 
 
@@ -206,9 +225,11 @@ def cnn_features(
         out,
         clips,
         meta,
-        built.model,
-        lambda clip: face_batches(faces_h5.get(clip), meta["crop"], built.prepare, batch_size),
-        dev,
+        lambda clip: common.features(
+            built.model,
+            face_batches(faces_h5.get(clip["clip"]), meta["crop"], built.prepare, batch_size),
+            dev,
+        ),
     )
 
 

@@ -8,6 +8,7 @@ use rule finetune_cnn as crossval_finetune_cnn with:
         model="results/crossval/fold{fold}/models/{backbone}_cnn.pt",
         provenance="results/crossval/fold{fold}/models/{backbone}_cnn.json",
         scores="results/crossval/fold{fold}/scores/{backbone}_frames.tsv",
+        features="results/crossval/fold{fold}/features/{backbone}.h5",
     log:
         "logs/crossval/fold{fold}/finetune_cnn/{backbone}.log",
     benchmark:
@@ -19,23 +20,6 @@ use rule finetune_cnn as crossval_finetune_cnn with:
         classes=CLASSES,
         args=HEADS["frame_cnn"],
         weights=lambda wildcards: config["weights"].get(wildcards.backbone),
-
-
-use rule cnn_features as crossval_cnn_features with:
-    input:
-        model="results/crossval/fold{fold}/models/{backbone}_cnn.pt",
-        faces=get_face_caches,
-        code=frame_cnn_code,
-    output:
-        "results/crossval/fold{fold}/features/{backbone}.h5",
-    log:
-        "logs/crossval/fold{fold}/cnn_features/{backbone}.log",
-    benchmark:
-        "benchmarks/crossval/fold{fold}/cnn_features/{backbone}.tsv"
-    threads: 1
-    params:
-        clips=fold_clips,
-        faces=face_cache_map,
 
 
 use rule train_blstm as crossval_train_blstm with:

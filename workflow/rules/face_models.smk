@@ -6,6 +6,8 @@ rule finetune_cnn:
         model="results/models/{backbone}_cnn.pt",
         provenance="results/models/{backbone}_cnn.json",
         scores="results/scores/{backbone}_frames.tsv",
+        # From the same pass over every face as the scores: the BLSTM's input.
+        features="results/features/{backbone}.h5",
     log:
         "logs/finetune_cnn/{backbone}.log",
     benchmark:
@@ -23,29 +25,6 @@ rule finetune_cnn:
         weights=lambda wildcards: config["weights"].get(wildcards.backbone),
     script:
         "../scripts/finetune_cnn.py"
-
-
-rule cnn_features:
-    input:
-        model="results/models/{backbone}_cnn.pt",
-        faces=get_face_caches,
-        code=frame_cnn_code,
-    output:
-        "results/features/{backbone}.h5",
-    log:
-        "logs/cnn_features/{backbone}.log",
-    benchmark:
-        "benchmarks/cnn_features/{backbone}.tsv"
-    conda:
-        "../../envs/msff.yaml"
-    threads: 2
-    resources:
-        **TRAINING_RESOURCES,
-    params:
-        clips=clip_records(),
-        faces=face_cache_map,
-    script:
-        "../scripts/cnn_features.py"
 
 
 rule train_blstm:

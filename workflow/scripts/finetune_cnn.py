@@ -14,6 +14,8 @@ finetune_cnn(
     out_model=snakemake.output.model,
     out_provenance=snakemake.output.provenance,
     out_scores=snakemake.output.scores,
+    # Not written by weighted_finetune_cnn (class weighting compares the classifiers only).
+    out_features=snakemake.output.get("features"),
     classes=snakemake.params.classes,
     weights=snakemake.params.weights,
     config=snakemake.config,  # provenance only: not a param, so no rerun trigger
