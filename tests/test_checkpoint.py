@@ -13,6 +13,7 @@ import os
 import signal
 import subprocess
 import sys
+from dataclasses import replace
 
 import h5py
 import numpy as np
@@ -82,7 +83,7 @@ def run(caches: dict, checkpoint=None, log=lambda _: None, settings=SETTINGS, se
     return model, history
 
 
-def child(caches_json: str, checkpoint: str) -> None:
+def child(caches_json: str, checkpoint: str, workers: str = "0") -> None:
     """Train with a checkpoint; once epoch 3 is trained, say so and wait to be killed."""
 
     def log(line: str) -> None:
@@ -91,20 +92,24 @@ def child(caches_json: str, checkpoint: str) -> None:
             sys.stdin.readline()  # blocks: the parent SIGKILLs this process here
 
     caches = {int(k): v for k, v in json.loads(caches_json).items()}
-    run(caches, checkpoint, log)
+    run(caches, checkpoint, log, replace(SETTINGS, loader_workers=int(workers)))
 
 
 def without_seconds(history: train.History) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in history.epochs]
 
 
-def test_training_killed_then_resumed_equals_the_run_never_stopped(tmp_path, caches):
+# 2 DataLoader workers (train.loader_workers, for GPU machines): each augments with a seed
+# drawn from the loader's generator, which the checkpoint keeps.
+@pytest.mark.parametrize("workers", [0, 2])
+def test_training_killed_then_resumed_equals_the_run_never_stopped(tmp_path, caches, workers):
+    settings = replace(SETTINGS, loader_workers=workers)
     checkpoint = tmp_path / "checkpoints" / "tiny.pt"
     code = "import sys; from tests.test_checkpoint import child; child(*sys.argv[1:])"
     env = dict(os.environ, PYTHONPATH=str(REPO))
     with open(tmp_path / "child.err", "w") as err:
         proc = subprocess.Popen(
-            [sys.executable, "-c", code, json.dumps(caches), str(checkpoint)],
+            [sys.executable, "-c", code, json.dumps(caches), str(checkpoint), str(workers)],
             cwd=REPO,
             env=env,
             stdin=subprocess.PIPE,
@@ -123,12 +128,12 @@ def test_training_killed_then_resumed_equals_the_run_never_stopped(tmp_path, cac
     assert not list(checkpoint.parent.glob(".*.tmp"))  # no half-written file
 
     lines = []
-    resumed, resumed_history = run(caches, checkpoint, lines.append)
+    resumed, resumed_history = run(caches, checkpoint, lines.append, settings)
     assert lines[0] == f"checkpoint {checkpoint}: resuming after epoch 2"
     assert lines[1].startswith("epoch=3 ")
     assert not checkpoint.exists()  # deleted once training ended
 
-    model, history = run(caches)
+    model, history = run(caches, settings=settings)
     assert without_seconds(resumed_history) == without_seconds(history)
     assert len(history.epochs) == SETTINGS.epochs
     assert resumed_history.best_epoch == history.best_epoch
@@ -138,6 +143,22 @@ def test_training_killed_then_resumed_equals_the_run_never_stopped(tmp_path, cac
         assert torch.equal(a, b), name
     # The augmentation drew from the dataset's generator: resuming had to restore it.
     assert len({row["train_loss"] for row in history.epochs}) == SETTINGS.epochs
+
+
+def test_each_loader_worker_draws_augmentation_of_its_own(caches):
+    """Two workers, one item each: the noise added to each is not the same draw."""
+    train_set, clean_set = datasets(caches)
+    loader = train._loader(train_set, 1, False, 0, torch.device("cpu"), workers=2)
+    noisy = [x for x, _ in loader][:2]  # item 0 from worker 0, item 1 from worker 1
+    noise = [noisy[i][0] - clean_set[i][0] for i in range(2)]
+    assert all(bool(n.abs().sum() > 0) for n in noise)
+    # Workers copying one generator would flip the very same pixels to salt and pepper.
+    flipped = [n.abs() > 0.5 for n in noise]
+    assert not torch.equal(flipped[0], flipped[1])
+    # The same loader seed, the same draws: a run is reproducible with workers.
+    again = [x for x, _ in train._loader(train_set, 1, False, 0, torch.device("cpu"), 2)][:2]
+    for a, b in zip(noisy, again, strict=True):
+        assert torch.equal(a, b)
 
 
 def test_a_checkpoint_of_other_settings_is_ignored(tmp_path, caches):
