@@ -46,38 +46,35 @@ DATA = REPO.parent / "shared" / "data"
 LABELS = {"calm": "neutral", "contempt": "neutral"}  # every clip runs (see the docstring)
 
 
-def ravdess_speech() -> pd.DataFrame:
-    """The sheet of every RAVDESS speech clip (audio only)."""
-    table = pd.read_csv(DATA / "ravdess_speech" / "labels.csv", dtype=str)
+def sheet(paths, labels, speakers, video: bool, audio: bool, face_input: str) -> pd.DataFrame:
+    """A clip sheet of these files, every clip in train (preprocessing ignores splits)."""
+    paths = [Path(p) for p in paths]
     return pd.DataFrame(
         dict(
-            clip=[Path(p).stem for p in table["path"]],
-            path=[str(DATA / "ravdess_speech" / p) for p in table["path"]],
-            label=table["label"],
+            clip=[p.stem for p in paths],
+            path=[str(p) for p in paths],
+            label=list(labels),
             split="train",
-            speaker=table["speaker"],
-            has_video=False,
-            has_audio=True,
-            face_input="",
+            speaker=list(speakers),
+            has_video=video,
+            has_audio=audio,
+            face_input=face_input,
         )
     )
+
+
+def ravdess_speech() -> pd.DataFrame:
+    """Every RAVDESS speech clip (audio only)."""
+    table = pd.read_csv(DATA / "ravdess_speech" / "labels.csv", dtype=str)
+    paths = [DATA / "ravdess_speech" / p for p in table["path"]]
+    return sheet(paths, table["label"], table["speaker"], False, True, "")
 
 
 def ckplus48() -> pd.DataFrame:
-    """The sheet of every CK+48 sequence (frame folders of face crops)."""
+    """Every CK+48 sequence (frame folders of face crops)."""
     table = pd.read_csv(DATA / "ckplus48" / "labels.csv", dtype=str)
-    return pd.DataFrame(
-        dict(
-            clip=table["path"],
-            path=[str(DATA / "ckplus48" / p) for p in table["path"]],
-            label=table["label"],
-            split="train",
-            speaker=table["speaker"],
-            has_video=True,
-            has_audio=False,
-            face_input="precropped",
-        )
-    )
+    paths = [DATA / "ckplus48" / p for p in table["path"]]
+    return sheet(paths, table["label"], table["speaker"], True, False, "precropped")
 
 
 CREMA_LABELS = dict(ANG="angry", DIS="disgust", FEA="fear", HAP="happy", NEU="neutral", SAD="sad")
@@ -86,23 +83,11 @@ CREMA_LABELS = dict(ANG="angry", DIS="disgust", FEA="fear", HAP="happy", NEU="ne
 def videos() -> pd.DataFrame:
     """The face videos with speech: RAVDESS actor 05 (1280x720) and CREMA-D 1001 (480x360)."""
     ravdess = pd.read_csv(DATA / "ravdess_av" / "labels.csv", dtype=str)
-    paths = [DATA / "ravdess_av" / p for p in ravdess["path"]]
-    labels = list(ravdess["label"])
-    for path in sorted((DATA / "crema_d").glob("*.flv")):
-        paths.append(path)
-        labels.append(CREMA_LABELS[path.stem.split("_")[2]])
-    return pd.DataFrame(
-        dict(
-            clip=[p.stem for p in paths],
-            path=[str(p) for p in paths],
-            label=labels,
-            split="train",
-            speaker=[p.stem.split("_")[0] if p.suffix == ".flv" else "05" for p in paths],
-            has_video=True,
-            has_audio=True,
-            face_input="detect",
-        )
-    )
+    crema = sorted((DATA / "crema_d").glob("*.flv"))
+    paths = [DATA / "ravdess_av" / p for p in ravdess["path"]] + crema
+    labels = list(ravdess["label"]) + [CREMA_LABELS[p.stem.split("_")[2]] for p in crema]
+    speakers = ["05"] * len(ravdess) + [p.stem.split("_")[0] for p in crema]
+    return sheet(paths, labels, speakers, True, True, "detect")
 
 
 SETS = {"ravdess_speech": ravdess_speech, "ckplus48": ckplus48, "videos": videos}
