@@ -9,6 +9,7 @@ maps the 5 landmarks onto a fixed template by a similarity transform (Umeyama).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -68,6 +69,14 @@ class FaceDetector:
     ):
         from facenet_pytorch import MTCNN
 
+        # MTCNN's R-Net and O-Net get a batch of a new size (the candidate faces) on almost
+        # every frame, and oneDNN keeps a compiled primitive per input shape, up to 1,024:
+        # over an hour of video that cache grew align_faces past 1.5 GB (bench/README.md,
+        # "Memory against length"); with 8 the resident set stays flat at the same speed.
+        # oneDNN reads the variable when it first builds a primitive, so this holds in a
+        # process whose first convolution is MTCNN's (an align_faces job, msff predict); a
+        # value the user set is kept.
+        os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "8")
         self.device = pick_device(device)
         self.detect_max_side = detect_max_side
         self.min_face_size = min_face_size
