@@ -184,3 +184,20 @@ def head_arguments(config: dict) -> dict[str, dict]:
             seed=config["seed"],
         ),
     }
+
+
+def class_weighting_flipped(heads: dict) -> dict:
+    """Each head's arguments (``head_arguments``) with ``class_weighted`` the other way round.
+
+    The ``weighted_*`` rules of ``class_weighting: true`` train with these.
+    """
+    out = {}
+    for head, args in heads.items():
+        if "settings" in args:
+            settings = args["settings"]
+            out[head] = dict(
+                args, settings=dict(settings, class_weighted=not settings["class_weighted"])
+            )
+        else:
+            out[head] = dict(args, class_weighted=not args["class_weighted"])
+    return out

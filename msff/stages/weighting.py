@@ -23,20 +23,6 @@ from msff.logs import log
 SPLITS = ("val", "test")
 
 
-def flipped(heads: dict) -> dict:
-    """Each head's arguments with ``class_weighted`` the other way round."""
-    out = {}
-    for head, args in heads.items():
-        if "settings" in args:
-            settings = args["settings"]
-            out[head] = dict(
-                args, settings=dict(settings, class_weighted=not settings["class_weighted"])
-            )
-        else:
-            out[head] = dict(args, class_weighted=not args["class_weighted"])
-    return out
-
-
 def compare_class_weighting(
     run_scores: dict[str, str],
     flipped_scores: dict[str, str],

@@ -8,7 +8,6 @@ import msff.config
 import msff.registry
 import msff.shards
 import msff.sheet
-import msff.stages.weighting
 from msff.codedeps import module_files
 
 # The conda environment's post-deploy script (envs/msff.post-deploy.sh) installs msff from
@@ -336,8 +335,9 @@ def crossval_provenance(wildcards=None):
 
 
 # `class_weighting: true` (workflow/rules/class_weighting.smk): each head's arguments with
-# train.class_weighted flipped, and the models retrained with them.
-FLIPPED = msff.stages.weighting.flipped(HEADS)
+# train.class_weighted flipped, and the models retrained with them (msff.config imports
+# no scikit-learn: the Snakefile is parsed by every run and every cluster job).
+FLIPPED = msff.config.class_weighting_flipped(HEADS)
 
 
 def weighted_models():
