@@ -31,7 +31,6 @@ import logging
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
-import h5py
 import pandas as pd
 
 from msff import cache
@@ -91,11 +90,15 @@ def _stat(path: Path) -> tuple[int, int]:
 
 def _stamp(path: str | Path) -> str:
     """The fingerprint a cache carries; "" when it has none or cannot be read."""
+    return str(_attrs(path).get("fingerprint", ""))
+
+
+def _attrs(path: str | Path) -> dict:
+    """A cache's attributes; {} when it is missing or cannot be read (then it is redone)."""
     try:
-        with h5py.File(path, "r") as f:
-            return str(f.attrs.get("fingerprint", ""))
+        return cache.attrs(path)
     except (OSError, KeyError):
-        return ""
+        return {}
 
 
 def fingerprint(settings: dict, code: str, clip: dict) -> str:
@@ -145,8 +148,9 @@ def run_shard(
     rows, done = [], 0
     for clip in clips:
         stamp = fingerprint(settings, code_hash, clip)
-        if Path(clip["out"]).exists() and _stamp(clip["out"]) == stamp:
-            error = str(cache.attrs(clip["out"]).get("error", ""))
+        done_before = _attrs(clip["out"])  # one read: the fingerprint and the error
+        if done_before.get("fingerprint") == stamp:
+            error = str(done_before.get("error", ""))
         else:
             tries = deaths if clip["clip"] == died_on else 0
             token = cache.FINGERPRINT.set(stamp)

@@ -147,10 +147,8 @@ def finetune_cnn(
     def scored_features(clip: dict) -> np.ndarray:
         """The clip's fc7 features; its frame probabilities, from them, kept on the way."""
         batches = face_batches(faces_h5.get(clip["clip"]), crop, built.prepare, 64)
-        feats = common.features(model, batches, dev)
-        with torch.no_grad():
-            logits = model.classify(torch.from_numpy(feats).to(dev))
-        probs.append(torch.softmax(logits.float(), 1).cpu().numpy())
+        feats, clip_probs = features_and_probs(model, batches, dev)
+        probs.append(clip_probs)
         counts.append(len(feats))
         return feats
 
@@ -252,7 +250,12 @@ def infer(
         return None
     dev = next(built.model.parameters()).device
     batches = face_batches(str(faces_h5), meta["crop"], built.prepare, batch_size)
-    feats = common.features(built.model, batches, dev)
+    return features_and_probs(built.model, batches, dev)
+
+
+def features_and_probs(model: nn.Module, batches, dev) -> tuple[np.ndarray, np.ndarray]:
+    """fc7 features of the batches and the class probabilities classified from them."""
+    feats = common.features(model, batches, dev)
     with torch.no_grad():
-        logits = built.model.classify(torch.from_numpy(feats).to(dev))
+        logits = model.classify(torch.from_numpy(feats).to(dev))
     return feats, torch.softmax(logits.float(), 1).cpu().numpy()

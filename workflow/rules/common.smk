@@ -144,7 +144,7 @@ def shard_jobs(stage, shard):
         upstream = (
             source
             if stage in ("align_faces", "extract_audio")
-            else f"results/audio/{clip}.h5"
+            else STAGE_CACHE["extract_audio"].format(clip=clip)
         )
         jobs.append(
             dict(
