@@ -15,8 +15,10 @@ audio, spectrograms, openSMILE), into a temporary folder, then its caches are sc
   user's data; no audio model). Its scores are the mean over the clip's found faces.
 
 Every model is loaded once per call (:class:`RunModels`, :class:`ZeroShot`), on the
-device asked for; faces and segments are read batch by batch, so memory does not grow
-with a clip's length. ``per_frame`` also gives each decoded frame's class scores with its
+device asked for; faces and segments are read batch by batch, a backbone's features go
+to a temporary HDF5 file (float16, as the workflow stores them) for its BLSTM to read
+window batch by window batch, and only sums of class scores are kept, so memory does not
+grow with a clip's length. ``per_frame`` also gives each decoded frame's class scores with its
 time (the frame CNN's, or FER2013's) and each heard audio segment's (the spectrogram
 CNN's).
 """
@@ -90,6 +92,48 @@ def segment_rows(
     ]
 
 
+@dataclass
+class BackbonePass:
+    """One backbone pass over a clip: its fc7 features on disk, its class scores' mean."""
+
+    features_h5: Path
+    mean: np.ndarray
+    rows: np.ndarray | None  # every item's class scores, when asked for (per frame)
+
+    def sequence_scores(self, loaded_blstm) -> np.ndarray | None:
+        """The BLSTM's class scores over the pass's features, read window batch by batch."""
+        with h5py.File(self.features_h5, "r") as f:
+            return blstm.infer(loaded_blstm, f["features"])
+
+
+def backbone_pass(batches, features_h5: Path, keep_rows: bool) -> BackbonePass | None:
+    """Run a head's ``infer`` batches through, features to disk; None when it had no item.
+
+    The features go to ``features_h5`` as float16 (as the workflow stores them) and only
+    the class scores' sum is kept, so memory does not grow with the clip's length.
+    """
+    n, total, rows = 0, None, []
+    with h5py.File(features_h5, "w") as f:
+        for feats, probs in batches:
+            if total is None:
+                width = feats.shape[1]
+                data = f.create_dataset(
+                    "features", (0, width), np.float16, maxshape=(None, width), chunks=(256, width)
+                )
+                total = np.zeros(probs.shape[1])
+            data.resize(n + len(feats), 0)
+            data[n:] = feats
+            n += len(feats)
+            total += probs.sum(0)
+            if keep_rows:
+                rows.append(probs)
+    if not n:
+        return None
+    return BackbonePass(
+        features_h5, (total / n).astype(np.float32), np.concatenate(rows) if keep_rows else None
+    )
+
+
 class RunModels:
     """The fused models of one workflow run, each loaded once, scoring clip caches."""
 
@@ -119,9 +163,12 @@ class RunModels:
                 raise ConfigError(f"{name}: no prediction for a model of head {model.head!r}")
 
     def scores(
-        self, caches: dict[str, Path], classes: list[str], per_frame: bool = False
+        self, caches: dict[str, Path], classes: list[str], folder: Path, per_frame: bool = False
     ) -> tuple[dict[str, np.ndarray | None], list[dict]]:
-        """Each model's class scores for one clip (None: cannot see it), and frame rows."""
+        """Each model's class scores for one clip (None: cannot see it), and frame rows.
+
+        ``folder``: where the backbone passes' features are written (a temporary one).
+        """
         out, passes, rows = {}, {}, []
         for name in self.names:
             model = registry.model(name)
@@ -131,28 +178,30 @@ class RunModels:
             elif model.head in ("frame_cnn", "blstm"):
                 cnn = f"{model.backbone}_cnn"
                 if cnn not in passes:  # one backbone pass serves both
-                    passes[cnn] = frame_cnn.infer(self.loaded[cnn], cache_path)
+                    batches = frame_cnn.infer(self.loaded[cnn], cache_path)
+                    passes[cnn] = backbone_pass(batches, folder / f"{cnn}.h5", per_frame)
                     if per_frame and passes[cnn] is not None:
                         rows += frame_rows(
-                            cache_path, f"{model.backbone}_frames", passes[cnn][1], classes
+                            cache_path, f"{model.backbone}_frames", passes[cnn].rows, classes
                         )
                 passed = passes[cnn]
                 if passed is None:
                     out[name] = None
                 elif model.head == "frame_cnn":
-                    out[name] = passed[1].mean(0)
+                    out[name] = passed.mean
                 else:
-                    out[name] = blstm.infer(self.loaded[name], passed[0])
+                    out[name] = passed.sequence_scores(self.loaded[name])
             elif model.head == "zeroshot":
                 out[name] = zeroshot.infer(self.loaded[name], cache_path)
             elif model.head == "c3d":
                 out[name] = c3d.infer(self.loaded[name], cache_path)
             elif model.head == "audio_cnn":
                 cnn, sequence = self.loaded[name]
-                passed = audio_cnn.infer(cnn, cache_path)
-                out[name] = None if passed is None else blstm.infer(sequence, passed[0])
+                batches = audio_cnn.infer(cnn, cache_path)
+                passed = backbone_pass(batches, folder / f"{name}.h5", per_frame)
+                out[name] = None if passed is None else passed.sequence_scores(sequence)
                 if per_frame and passed is not None:
-                    rows += segment_rows(cache_path, "vgg19_audio_cnn", passed[1], classes)
+                    rows += segment_rows(cache_path, "vgg19_audio_cnn", passed.rows, classes)
             else:  # svm
                 out[name] = svm.infer(self.loaded[name], cache_path)
         return out, rows
@@ -171,17 +220,25 @@ class ZeroShot:
         self.model = load_fer2013(weights).eval()
 
     def scores(
-        self, caches: dict[str, Path], classes: list[str], per_frame: bool = False
+        self, caches: dict[str, Path], classes: list[str], folder: Path, per_frame: bool = False
     ) -> tuple[dict[str, np.ndarray | None], list[dict]]:
-        """FER2013's class scores of the clip (None: no face found), and frame rows."""
+        """FER2013's class scores of the clip (None: no face found), and frame rows.
+
+        Only the scores' sum is kept (and each frame's when asked): memory does not grow
+        with the clip's length. ``folder`` is unused (no features are written).
+        """
         faces = caches.get("faces")
-        batches = list(zeroshot.fer2013_probabilities(self.model, faces)) if faces else []
-        if not batches:
+        total, kept = None, []
+        for fer in zeroshot.fer2013_probabilities(self.model, faces) if faces else ():
+            total = fer.sum(0, np.float64) if total is None else total + fer.sum(0, np.float64)
+            if per_frame:
+                kept.append(fer)
+        if total is None:
             return {self.name: None}, []
-        fer = np.concatenate(batches)
-        probs = zeroshot.as_classes(fer.sum(0), classes, classes)
+        probs = zeroshot.as_classes(total, classes, classes)
         rows = []
         if per_frame:
+            fer = np.concatenate(kept)
             rows = frame_rows(faces, self.name, zeroshot.as_classes(fer, classes, classes), classes)
         return {self.name: probs}, rows
 
@@ -306,7 +363,7 @@ class Predictor:
         clip = sheet.clip_id(path)
         with tempfile.TemporaryDirectory() as tmp:
             caches, problems = _stages(path, clip, Path(tmp), self.cfg, audio=self.needs_audio)
-            probs, rows = self.models.scores(caches, self.classes, per_frame)
+            probs, rows = self.models.scores(caches, self.classes, Path(tmp), per_frame)
         n = len(self.classes)
         names = self.models.names
         scores = [np.full(n, 1 / n) if probs[m] is None else probs[m] for m in names]

@@ -19,11 +19,17 @@ import pytest
 import torch
 
 from msff import scores
-from msff.heads.audio_cnn import audio_features, finetune_audio_cnn
+from msff.datasets import SpectrogramSegments, windows
+from msff.heads import blstm
+from msff.heads.audio_cnn import audio_features, finetune_audio_cnn, segment_batches
+from msff.heads.audio_cnn import infer as audio_cnn_infer
+from msff.heads.audio_cnn import load as audio_cnn_load
 from msff.heads.blstm import train_blstm
 from msff.heads.c3d import train_c3d
 from msff.heads.frame_cnn import cnn_features, finetune_cnn
+from msff.heads.frame_cnn import infer as frame_cnn_infer
 from msff.heads.frame_cnn import load as frame_cnn_load
+from msff.predict import backbone_pass
 from msff.stages.audio import spectrograms
 from msff.stages.faces import align_faces
 from msff.stages.media import extract_audio, extract_frames
@@ -152,6 +158,23 @@ def test_frame_cnn_then_blstm_overfit_real_faces(tmp_path, faces):
         device="cpu",
     )
     assert train_accuracy(blstm_scores, clips) >= 0.9
+
+    # msff predict's streamed path (features to a file batch by batch, the BLSTM reading
+    # two windows at a time) gives what the workflow wrote for the clip.
+    loaded, sequence = frame_cnn_load(model), blstm.load(tmp_path / "blstm.pt")
+    written = scores.read(blstm_scores, CLASSES)
+    for clip in ("c_angry", "c_sad"):
+        out = tmp_path / f"{clip}.pass.h5"
+        passed = backbone_pass(frame_cnn_infer(loaded, faces[clip]), out, keep_rows=True)
+        np.testing.assert_allclose(passed.mean, table.loc[clip, CLASSES].to_numpy(float), atol=2e-3)
+        np.testing.assert_allclose(passed.rows.mean(0), passed.mean, atol=1e-6)
+        with h5py.File(out) as f, h5py.File(features) as stored:
+            np.testing.assert_array_equal(f["features"][()], stored[clip][()])
+            got = blstm.infer(sequence, f["features"], batch_windows=2)
+            assert len(windows(len(f["features"]), 8, 4)) > 2  # more than one batch
+        np.testing.assert_allclose(got, written.loc[clip, CLASSES].to_numpy(float), atol=2e-3)
+    nothing = backbone_pass(frame_cnn_infer(loaded, faces["c_noface"]), tmp_path / "n.h5", True)
+    assert nothing is None
 
 
 def test_same_seed_same_frame_scores_whatever_ran_before(tmp_path, faces):
@@ -300,3 +323,18 @@ def test_audio_cnn_then_blstm_overfit_real_speech(tmp_path, speech):
         device="cpu",
     )
     assert train_accuracy(out, clips) >= 0.9
+
+    # msff predict's streamed path: segment images read straight from the cache, a batch
+    # at a time, are the test-time items of the training set's reader; the features and
+    # the BLSTM's scores are those the workflow wrote.
+    loaded, sequence = audio_cnn_load(model), blstm.load(tmp_path / "blstm.pt")
+    written = scores.read(out, CLASSES)
+    for clip in ("c_angry", "c_sad"):
+        items = SpectrogramSegments([speech[clip]], [0], False, loaded[0].prepare)
+        streamed = torch.cat(list(segment_batches(speech[clip], loaded[0].prepare, 5)))
+        torch.testing.assert_close(streamed, torch.stack([x for x, _ in items]), rtol=0, atol=0)
+        passed = backbone_pass(audio_cnn_infer(loaded, speech[clip]), tmp_path / "p.h5", False)
+        with h5py.File(passed.features_h5) as f, h5py.File(features) as stored:
+            np.testing.assert_array_equal(f["features"][()], stored[clip][()])
+            got = blstm.infer(sequence, f["features"], batch_windows=2)
+        np.testing.assert_allclose(got, written.loc[clip, CLASSES].to_numpy(float), atol=2e-3)

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import asdict
 from pathlib import Path
 
+import h5py
 import numpy as np
 import torch
 
@@ -150,9 +151,13 @@ def segment_batches(path: str | None, prepare, batch_size: int) -> Iterator[torc
     """
     if not path:
         return
-    data = SpectrogramSegments([path], [0], False, prepare)
-    for s in range(0, len(data), batch_size):
-        yield torch.stack([data[i][0] for i in range(s, min(s + batch_size, len(data)))])
+    with h5py.File(path, "r") as f:
+        if f.attrs["error"] or f.attrs.get("silent", False):
+            return  # nothing to hear (as SpectrogramSegments at test time)
+        images = f["images"]
+        for row in np.flatnonzero(np.isclose(f["scales"][()], 1.0)):
+            for s in range(0, images.shape[1], batch_size):
+                yield prepare(images[row, s : s + batch_size])
 
 
 def audio_features(
@@ -187,18 +192,14 @@ def load(model_pt: str | Path, device: str = "cpu") -> tuple[Built, dict]:
 
 def infer(
     loaded: tuple[Built, dict], spectrograms_h5: str | Path, batch_size: int = 64
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """fc7 features and class probabilities of a clip's scale-1.0 segments, from one pass.
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """fc7 features and class probabilities of a clip's scale-1.0 segments, batch by batch.
 
-    The features are the audio BLSTM's input (``blstm.infer``). None when nothing can be
-    heard (no segment, or a silent track).
+    One pass; the features are the audio BLSTM's input (``blstm.infer``). Nothing when
+    nothing can be heard (no segment, or a silent track). Memory does not grow with the
+    clip's length.
     """
     built, _ = loaded
-    if not len(SpectrogramSegments([str(spectrograms_h5)], [0], False, built.prepare)):
-        return None
     dev = next(built.model.parameters()).device
     batches = segment_batches(str(spectrograms_h5), built.prepare, batch_size)
-    feats = common.features(built.model, batches, dev)
-    with torch.no_grad():
-        logits = built.model.classify(torch.from_numpy(feats).to(dev))
-    return feats, torch.softmax(logits.float(), 1).cpu().numpy()
+    return common.scored_batches(built.model, batches, dev)

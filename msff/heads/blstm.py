@@ -95,17 +95,24 @@ def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
     return model.eval(), meta
 
 
-def infer(loaded: tuple[BLSTM, dict], features: np.ndarray) -> np.ndarray | None:
+def infer(loaded: tuple[BLSTM, dict], features, batch_windows: int = 256) -> np.ndarray | None:
     """Class probabilities of one clip from its feature sequence; None when it has none.
 
-    ``features`` are rounded to float16 first, as the workflow stores them. The windows
-    of a clip are small (window x fc_width each), so they are scored in one batch.
+    ``features``: (n, width) array-like, an HDF5 dataset too; rounded to float16 first,
+    as the workflow stores them. Windows are read and scored ``batch_windows`` at a
+    time, so memory does not grow with the clip's length.
     """
     model, meta = loaded
     index = windows(len(features), meta["window"], meta["stride"])
     if not index:
         return None
-    stored = np.asarray(features).astype(np.float16).astype(np.float32)
-    batch = torch.from_numpy(np.stack([stored[w] for w in index]))
-    with torch.no_grad():
-        return torch.softmax(model(batch), 1).mean(0).numpy()
+    total = torch.zeros(model.num_classes, dtype=torch.float64)
+    for s in range(0, len(index), batch_windows):
+        part = index[s : s + batch_windows]
+        low = min(int(w.min()) for w in part)
+        block = np.asarray(features[low : max(int(w.max()) for w in part) + 1])
+        block = block.astype(np.float16).astype(np.float32)
+        batch = torch.from_numpy(np.stack([block[w - low] for w in part]))
+        with torch.no_grad():
+            total += torch.softmax(model(batch), 1).sum(0).double()
+    return (total / len(index)).float().numpy()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -156,19 +157,35 @@ def write_features(out, clips: list[dict], meta: dict, features_of) -> None:
     )
 
 
-@torch.no_grad()
-def features(model, batches, dev) -> np.ndarray:
-    """``model.features`` of every batch, concatenated; bf16 and channels-last on a card."""
+def feature_batches(model, batches, dev) -> Iterator[np.ndarray]:
+    """``model.features`` of each batch, one at a time; bf16 and channels-last on a card.
+
+    No-grad and autocast are entered per batch, never across a ``yield``: the caller's
+    code between batches runs as it would without this generator.
+    """
     model.to(dev).eval()
     cuda = dev.type == "cuda"
     if cuda:  # what bench/stages.py times the bare backbone with on a card
         model.to(memory_format=torch.channels_last)
-    out = []
-    with torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
-        for x in batches:
-            if cuda:  # pinned pages: the copy to the card overlaps the previous batch
-                x = x.pin_memory().to(dev, non_blocking=True)
-                if x.dim() == 4:
-                    x = x.contiguous(memory_format=torch.channels_last)
-            out.append(model.features(x.to(dev)).float().cpu().numpy())
+    for x in batches:
+        if cuda:  # pinned pages: the copy to the card overlaps the previous batch
+            x = x.pin_memory().to(dev, non_blocking=True)
+            if x.dim() == 4:
+                x = x.contiguous(memory_format=torch.channels_last)
+        with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
+            feats = model.features(x.to(dev)).float().cpu().numpy()
+        yield feats
+
+
+def features(model, batches, dev) -> np.ndarray:
+    """``model.features`` of every batch, concatenated (:func:`feature_batches`)."""
+    out = list(feature_batches(model, batches, dev))
     return np.concatenate(out) if out else np.zeros((0, model.fc_width), np.float32)
+
+
+def scored_batches(model, batches, dev) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """fc7 features of each batch and the class probabilities classified from them."""
+    for feats in feature_batches(model, batches, dev):
+        with torch.no_grad():
+            logits = model.classify(torch.from_numpy(feats).to(dev))
+        yield feats, torch.softmax(logits.float(), 1).cpu().numpy()

@@ -240,22 +240,28 @@ def load(model_pt: str | Path, device: str = "cpu") -> tuple[Built, dict]:
 
 def infer(
     loaded: tuple[Built, dict], faces_h5: str | Path, batch_size: int = 64
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """fc7 features and class probabilities of a clip's found faces, from one pass.
+) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """fc7 features and class probabilities of a clip's found faces, batch by batch.
 
-    ``loaded`` is what :func:`load` gives; None when the clip has no found face.
+    One pass; ``loaded`` is what :func:`load` gives. Nothing when the clip has no found
+    face. Memory does not grow with the clip's length.
     """
     built, meta = loaded
-    if not len(found_rows(faces_h5)):
-        return None
     dev = next(built.model.parameters()).device
     batches = face_batches(str(faces_h5), meta["crop"], built.prepare, batch_size)
-    return features_and_probs(built.model, batches, dev)
+    return common.scored_batches(built.model, batches, dev)
 
 
 def features_and_probs(model: nn.Module, batches, dev) -> tuple[np.ndarray, np.ndarray]:
-    """fc7 features of the batches and the class probabilities classified from them."""
-    feats = common.features(model, batches, dev)
-    with torch.no_grad():
-        logits = model.classify(torch.from_numpy(feats).to(dev))
-    return feats, torch.softmax(logits.float(), 1).cpu().numpy()
+    """fc7 features of the batches and their class probabilities, each concatenated.
+
+    The same batch-by-batch pass as :func:`infer`, so the workflow's frame scores and
+    ``msff predict``'s are computed alike.
+    """
+    pairs = list(common.scored_batches(model, batches, dev))
+    if not pairs:
+        return (
+            np.zeros((0, model.fc_width), np.float32),
+            np.zeros((0, model.num_classes), np.float32),
+        )
+    return np.concatenate([f for f, _ in pairs]), np.concatenate([p for _, p in pairs])
