@@ -18,6 +18,7 @@ import os
 import tempfile
 import threading
 from functools import cache
+from pathlib import Path
 
 import numpy as np
 
@@ -242,14 +243,46 @@ channels=\cm[channels{1}:channel size]
 """
 
 
-@cache
-def _streamed_input_file() -> str:
-    """STREAMED_INPUT written to a file once per process (openSMILE includes files)."""
-    handle, path = tempfile.mkstemp(prefix="msff_opensmile_", suffix=".conf.inc")
+# IS09_emotion as the wheel ships it (is09-13/IS09_emotion.conf) less its two LLD output
+# levels (``lld``, ``lld_de``: copies of every 10-ms LLD frame for an LLD sink that the
+# functionals never use, kept for the whole clip): the same 384 functionals, with ~2 MB
+# a minute of recording kept instead of ~5 (bench/README, memory). What is left to grow is
+# the LLD levels the clip-level functionals read at the end (``frameMode = full``).
+IS09_FUNCTIONALS = r"""
+[componentInstances:cComponentManager]
+instance[dataMemory].type=cDataMemory
+printLevelStats=0
+nThreads=1
+
+\{\cm[source{?}:include external source]}
+\{{core}/IS09_emotion_core.lld.conf.inc}
+\{{core}/IS09_emotion_core.func.conf.inc}
+
+[componentInstances:cComponentManager]
+instance[funcconcat].type=cVectorConcat
+
+[funcconcat:cVectorConcat]
+reader.dmLevel = is09_func
+writer.dmLevel = func
+includeSingleElementFields = 1
+
+\{\cm[sink{?}:include external sink]}
+"""
+
+
+def _config_file(text: str, prefix: str) -> str:
+    """``text`` written to a temporary file once per process (openSMILE includes files)."""
+    handle, path = tempfile.mkstemp(prefix=prefix, suffix=".conf")
     with os.fdopen(handle, "w") as f:
-        f.write(STREAMED_INPUT)
+        f.write(text)
     atexit.register(os.unlink, path)
     return path
+
+
+@cache
+def _streamed_input_file() -> str:
+    """STREAMED_INPUT as a file."""
+    return _config_file(STREAMED_INPUT, "msff_opensmile_input_")
 
 
 @cache
@@ -257,10 +290,9 @@ def _is09():
     # Building the extractor costs more than running it on a clip: build it once.
     import opensmile
 
-    return opensmile.Smile(
-        feature_set=opensmile.FeatureSet.IS09,
-        feature_level=opensmile.FeatureLevel.Functionals,
-    )
+    core = Path(opensmile.__file__).parent / "core" / "config" / "is09-13"
+    conf = _config_file(IS09_FUNCTIONALS.replace("{core}", str(core)), "msff_is09_")
+    return opensmile.Smile(feature_set=conf, feature_level="func")
 
 
 def opensmile_functionals(waveform, sample_rate: int) -> tuple[np.ndarray, list[str]]:

@@ -107,11 +107,15 @@ def test_spectrograms_stream_in_blocks_with_the_whole_clips_images(monkeypatch):
 
 def test_opensmile_streams_a_long_clip_through_its_ring_buffer():
     # 70 s of real speech: over three times openSMILE's 20 s wave buffer, so the writer
-    # waits for the extractor; the functionals are those of the wheel's whole-signal call.
+    # waits for the extractor; the functionals are those of the wheel's own IS09 config
+    # (with its LLD output levels, which msff's leaves out) on the whole signal.
+    import opensmile
+
     waveform = np.tile(media.audio(SPEECH_ANGRY), 20)
     assert len(waveform) > 3 * 20 * 16000
     streamed, names = audio.opensmile_functionals(waveform, 16000)
-    whole = audio._is09().process_signal(waveform, 16000)
+    wheel = opensmile.Smile(opensmile.FeatureSet.IS09, opensmile.FeatureLevel.Functionals)
+    whole = wheel.process_signal(waveform, 16000)
     np.testing.assert_array_equal(streamed, whole.to_numpy(np.float32).reshape(-1))
     assert names == list(whole.columns)
     # Too short for one frame: NaN, as the wheel gives (the stage rejects it by name).
