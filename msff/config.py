@@ -34,8 +34,9 @@ def schema(name: str) -> dict:
     if name == "config":
         models = loaded["properties"]["models"]["properties"]
         models["face_backbones"]["items"]["enum"] = list(registry.FRAME_BACKBONES)
-        fused = loaded["properties"]["fusion"]["properties"]["models"]["items"]
-        fused["enum"] = [m.name for m in registry.every_model()]
+        names = [m.name for m in registry.every_model()]
+        loaded["properties"]["fusion"]["properties"]["models"]["items"]["enum"] = names
+        loaded["$defs"]["preset"]["properties"]["fusion_models"]["items"]["enum"] = names
     return loaded
 
 
@@ -74,6 +75,34 @@ def preset(config: dict) -> dict:
     if name not in presets:
         raise ConfigError(f"preset={name!r} is not one of the presets: {sorted(presets)}")
     return presets[name]
+
+
+def fused_models(config: dict) -> list[str]:
+    """The models whose scores the fusion weighs, in config order.
+
+    Config ``fusion.models`` when it names them; when it is null, the preset's
+    ``fusion_models`` that this config runs (``models``), so switching a model off or the
+    preset over needs no edit of the fusion: the ``cpu`` preset leaves C3D out (trained
+    from scratch on 2 cores it stays near the majority rate; bench/README.md), the
+    ``paper`` preset fuses it as the paper did.
+    """
+    named = config["fusion"]["models"]
+    if named is not None:
+        return list(named)
+    block = preset(config)
+    if "fusion_models" not in block:
+        raise ConfigError(
+            f"fusion.models is null and preset {config['preset']!r} has no fusion_models: "
+            "name the fused models in one of them"
+        )
+    running = {m.name for m in registry.models(config["models"])}
+    fused = [name for name in block["fusion_models"] if name in running]
+    if not fused:
+        raise ConfigError(
+            f"preset {config['preset']!r} fusion_models {block['fusion_models']}: none of them "
+            f"is a model this config runs ({sorted(running)})"
+        )
+    return fused
 
 
 def class_of(label: str, labels: dict) -> str | None:

@@ -106,6 +106,37 @@ def test_out_of_range_value_is_named(repo_config):
         config.validate(bad, "config", "config.yaml")
 
 
+def test_the_fused_models_follow_the_preset_unless_named(repo_config):
+    """The paper fuses C3D; the cpu preset trains it but leaves it out (near the majority)."""
+    cfg = copy.deepcopy(repo_config)
+    assert cfg["fusion"]["models"] is None
+    assert config.fused_models(cfg) == ["fer2013_blstm", "vgg19_blstm_audio", "opensmile_svm"]
+    paper = dict(cfg, preset="paper")
+    assert config.fused_models(paper) == [
+        "fer2013_blstm",
+        "c3d",
+        "vgg19_blstm_audio",
+        "opensmile_svm",
+    ]
+    # The preset's list meets the models the config runs: other backbones, audio off.
+    cfg["models"] |= dict(face_backbones=["vgg_face", "resnet50"], audio_cnn=False)
+    assert config.fused_models(cfg) == ["vgg_face_blstm", "resnet50_blstm", "opensmile_svm"]
+    # A list in fusion.models is taken as it is, C3D included.
+    cfg["fusion"]["models"] = ["c3d", "opensmile_svm"]
+    assert config.fused_models(cfg) == ["c3d", "opensmile_svm"]
+    cfg["fusion"]["models"] = None
+    del cfg["presets"]["cpu"]["fusion_models"]
+    with pytest.raises(ConfigError, match="preset 'cpu' has no fusion_models"):
+        config.fused_models(cfg)
+    cfg["presets"]["cpu"]["fusion_models"] = ["c3d"]
+    cfg["models"]["c3d"] = False
+    with pytest.raises(ConfigError, match=r"fusion_models \['c3d'\]: none of them"):
+        config.fused_models(cfg)
+    cfg["presets"]["cpu"]["fusion_models"] = ["c3d_blstm"]
+    with pytest.raises(ConfigError, match="presets/cpu/fusion_models/0"):
+        config.validate(cfg, "config", "config.yaml")
+
+
 def test_unknown_preset(repo_config):
     bad = dict(repo_config, preset="gpu")
     with pytest.raises(ConfigError, match="preset='gpu'"):

@@ -125,6 +125,9 @@ def test_every_model_scores_every_clip_and_fusion_predicts(paper_run):
         assert np.allclose(table[classes].sum(axis=1), 1, atol=1e-4), name
     predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t")
     assert list(predictions["clip"]) == ["mead_sad"]
+    # The paper fuses C3D (the cpu preset leaves it out).
+    weights = json.loads((work / "results" / "fusion" / "weights.json").read_text())
+    assert weights["models"] == ["fer2013_blstm", "c3d", "vgg19_blstm_audio", "opensmile_svm"]
     assert (work / "results" / "evaluation" / "table1.tsv").stat().st_size > 0
 
 

@@ -61,10 +61,13 @@ def fuse(
     out_predictions: str,
     rule: str = "auto",
     min_clips: int = fusion.SMALL_VALIDATION,
+    not_fused: list[str] = (),
 ) -> dict:
     """Search the weights on validation, fuse every clip, predict the test clips.
 
     ``rule`` and ``min_clips``: how the grid's winner is chosen (:func:`msff.fusion.search`).
+    ``not_fused``: models the run trained and scored but the fusion leaves out (config
+    ``fusion.models`` or the preset's ``fusion_models``), recorded with the weights.
     """
     matrices = load_scores(score_paths, clips, classes)
     names = list(matrices)
@@ -83,6 +86,7 @@ def fuse(
         "best_val_accuracy": result.best_accuracy,
         "step": step,
         "n_val_clips": int(val.sum()),
+        "not_fused": list(not_fused),
     }
     if cv_folds > 1:
         groups = [clips[i]["speaker"] for i in np.flatnonzero(val)]

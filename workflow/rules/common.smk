@@ -251,7 +251,9 @@ def model_scores():
     return [f"results/scores/{name}.tsv" for name in model_names()]
 
 
-_unknown = sorted(set(config["fusion"]["models"]) - set(model_names()))
+# The models the fusion weighs: fusion.models, or the preset's fusion_models this config runs.
+FUSED = msff.config.fused_models(config)
+_unknown = sorted(set(FUSED) - set(model_names()))
 if _unknown:
     raise msff.config.ConfigError(
         f"config fusion.models: {_unknown} are not models this config runs: {model_names()}"
@@ -259,7 +261,7 @@ if _unknown:
 
 
 def get_fusion_scores(wildcards):
-    return [f"results/scores/{name}.tsv" for name in config["fusion"]["models"]]
+    return [f"results/scores/{name}.tsv" for name in FUSED]
 
 
 def get_all_scores(wildcards):

@@ -21,9 +21,8 @@ rule fuse:
     resources:
         **SMALL_JOB_RESOURCES,
     params:
-        scores=lambda wildcards, input: dict(
-            zip(config["fusion"]["models"], input.scores)
-        ),
+        scores=lambda wildcards, input: dict(zip(FUSED, input.scores)),
+        not_fused=[name for name in model_names() if name not in FUSED],
         clips=clip_records(),
         classes=CLASSES,
         fusion=config["fusion"],
@@ -85,6 +84,7 @@ rule evaluate:
         ),
         clips=clip_records(),
         classes=CLASSES,
+        fused=FUSED,
         fusion=config["fusion"],
     script:
         "../scripts/evaluate.py"

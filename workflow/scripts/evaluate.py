@@ -5,7 +5,7 @@ from msff.stages.fuse import evaluate_all
 
 evaluate_all(
     snakemake.params.scores,
-    snakemake.params.fusion["models"],
+    snakemake.params.fused,
     snakemake.params.clips,
     snakemake.params.classes,
     step=snakemake.params.fusion["step"],

@@ -13,6 +13,7 @@ record = fuse(
     rule=settings["rule"],
     min_clips=settings["min_clips"],
     seed=snakemake.params.seed,
+    not_fused=snakemake.params.not_fused,
     out_weights=snakemake.output.weights,
     out_scores=snakemake.output.scores,
     out_predictions=snakemake.output.predictions,
