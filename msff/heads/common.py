@@ -169,7 +169,9 @@ def feature_batches(model, batches, dev) -> Iterator[np.ndarray]:
         model.to(memory_format=torch.channels_last)
     for x in batches:
         if cuda:  # pinned pages: the copy to the card overlaps the previous batch
-            x = x.pin_memory().to(dev, non_blocking=True)
+            # contiguous first: a prepared spectrogram batch is one grey channel expanded
+            # to three (a view), and pinning writes into a copy of the same layout
+            x = x.contiguous().pin_memory().to(dev, non_blocking=True)
             if x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
