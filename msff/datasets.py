@@ -288,6 +288,19 @@ class SpectrogramAugment:
         return add_noise(images, rng, self.gaussian_std, self.salt_pepper)
 
 
+def scale_rows(spectrograms: h5py.File, train: bool) -> np.ndarray:
+    """The rate-scale rows of an open spectrogram cache that a reader takes.
+
+    Every scale in training (the lower ones are augmentation), scale 1.0 at test time;
+    none when the clip cannot be heard (a recorded error or a silent track): it scores
+    uniform.
+    """
+    if spectrograms.attrs["error"] or spectrograms.attrs.get("silent", False):
+        return np.zeros(0, int)
+    scales = spectrograms["scales"][()]
+    return np.arange(len(scales)) if train else np.flatnonzero(np.isclose(scales, 1.0))
+
+
 class SpectrogramSegments(Dataset):
     """Spectrogram segment images of the given clips, one item per (scale, segment).
 
@@ -321,18 +334,17 @@ class SpectrogramSegments(Dataset):
         used_bytes = 0
         for clip, path in enumerate(self.paths):
             with h5py.File(path, "r") as f:
-                if f.attrs["error"] or f.attrs.get("silent", False):
+                use = scale_rows(f, train)
+                if not len(use):
                     continue  # nothing to hear: the clip scores uniform
-                scales = f["scales"][()]
-                use = range(len(scales)) if train else np.flatnonzero(np.isclose(scales, 1.0))
-                n = f["images"].shape[1]
+                n_scales, n = f["images"].shape[:2]
                 if self.memory is not None:
                     used_bytes += f["images"].nbytes
                     if used_bytes <= IN_MEMORY_BYTES:
                         self.memory[clip] = f["images"][()]
                     else:
                         self.memory = None  # too large: every item read from its file
-                keep = np.ones((len(scales), n), bool)
+                keep = np.ones((n_scales, n), bool)
                 if train and quiet_db is not None:
                     if "segment_peak_db" not in f:
                         raise ConfigError(

@@ -20,7 +20,7 @@ import h5py
 import numpy as np
 import torch
 
-from msff.datasets import SpectrogramAugment, SpectrogramSegments
+from msff.datasets import SpectrogramAugment, SpectrogramSegments, scale_rows
 from msff.devices import pick_device
 from msff.heads import common
 from msff.models import vgg19
@@ -152,10 +152,8 @@ def segment_batches(path: str | None, prepare, batch_size: int) -> Iterator[torc
     if not path:
         return
     with h5py.File(path, "r") as f:
-        if f.attrs["error"] or f.attrs.get("silent", False):
-            return  # nothing to hear (as SpectrogramSegments at test time)
-        images = f["images"]
-        for row in np.flatnonzero(np.isclose(f["scales"][()], 1.0)):
+        for row in scale_rows(f, train=False):
+            images = f["images"]
             for s in range(0, images.shape[1], batch_size):
                 yield prepare(images[row, s : s + batch_size])
 
