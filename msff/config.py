@@ -86,8 +86,14 @@ def fused_models(config: dict) -> list[str]:
     from scratch on 2 cores it stays near the majority rate; bench/README.md), the
     ``paper`` preset fuses it as the paper did.
     """
+    running = [m.name for m in registry.models(config["models"])]
     named = config["fusion"]["models"]
     if named is not None:
+        unknown = sorted(set(named) - set(running))
+        if unknown:
+            raise ConfigError(
+                f"config fusion.models: {unknown} are not models this config runs: {running}"
+            )
         return list(named)
     block = preset(config)
     if "fusion_models" not in block:
@@ -95,7 +101,6 @@ def fused_models(config: dict) -> list[str]:
             f"fusion.models is null and preset {config['preset']!r} has no fusion_models: "
             "name the fused models in one of them"
         )
-    running = {m.name for m in registry.models(config["models"])}
     fused = [name for name in block["fusion_models"] if name in running]
     if not fused:
         raise ConfigError(

@@ -124,6 +124,9 @@ def test_the_fused_models_follow_the_preset_unless_named(repo_config):
     # A list in fusion.models is taken as it is, C3D included.
     cfg["fusion"]["models"] = ["c3d", "opensmile_svm"]
     assert config.fused_models(cfg) == ["c3d", "opensmile_svm"]
+    cfg["fusion"]["models"] = ["c3d", "fer2013_blstm"]  # fer2013 is not a backbone here
+    with pytest.raises(ConfigError, match=r"fusion.models: \['fer2013_blstm'\] are not models"):
+        config.fused_models(cfg)
     cfg["fusion"]["models"] = None
     del cfg["presets"]["cpu"]["fusion_models"]
     with pytest.raises(ConfigError, match="preset 'cpu' has no fusion_models"):

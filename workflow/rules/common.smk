@@ -253,11 +253,6 @@ def model_scores():
 
 # The models the fusion weighs: fusion.models, or the preset's fusion_models this config runs.
 FUSED = msff.config.fused_models(config)
-_unknown = sorted(set(FUSED) - set(model_names()))
-if _unknown:
-    raise msff.config.ConfigError(
-        f"config fusion.models: {_unknown} are not models this config runs: {model_names()}"
-    )
 
 
 def get_fusion_scores(wildcards):
