@@ -224,22 +224,21 @@ class ZeroShot:
     ) -> tuple[dict[str, np.ndarray | None], list[dict]]:
         """FER2013's class scores of the clip (None: no face found), and frame rows.
 
-        Only the scores' sum is kept (and each frame's when asked): memory does not grow
-        with the clip's length. ``folder`` is unused (no features are written).
+        Without frame rows only the scores' sum is kept (:func:`zeroshot.clip_scores`), so
+        memory does not grow with the clip's length; with them, the one pass that gives the
+        rows gives the sum. ``folder`` is unused (no features are written).
         """
         faces = caches.get("faces")
-        total, kept = None, []
-        for fer in zeroshot.fer2013_probabilities(self.model, faces) if faces else ():
-            total = fer.sum(0, np.float64) if total is None else total + fer.sum(0, np.float64)
-            if per_frame:
-                kept.append(fer)
-        if total is None:
+        if not faces:
             return {self.name: None}, []
-        probs = zeroshot.as_classes(total, classes, classes)
-        rows = []
-        if per_frame:
-            fer = np.concatenate(kept)
-            rows = frame_rows(faces, self.name, zeroshot.as_classes(fer, classes, classes), classes)
+        if not per_frame:
+            return {self.name: zeroshot.clip_scores(self.model, faces, classes, classes)}, []
+        fer = list(zeroshot.fer2013_probabilities(self.model, faces))
+        if not fer:
+            return {self.name: None}, []
+        fer = np.concatenate(fer)
+        probs = zeroshot.as_classes(fer.sum(0, np.float64), classes, classes)
+        rows = frame_rows(faces, self.name, zeroshot.as_classes(fer, classes, classes), classes)
         return {self.name: probs}, rows
 
 
