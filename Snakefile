@@ -7,6 +7,8 @@
 #                                └─ opensmile ── svm_opensmile ─────────────────────────────┘
 #   Per-clip stages run one job per shard of clips (workflow/rules/media.smk), each clip's
 #   cache and log its own.  qc: one row per clip (faces found, audio, errors).
+#   fusion.out_of_fold k > 1: each fused model trained k more times on folds of train + val,
+#   fuse searching its weights on their out-of-fold scores (the paper's protocol).
 #   Not in the default target: `snakemake crossval`, subject-grouped k-fold
 #   cross-validation of the face models.
 from snakemake.utils import min_version
@@ -29,6 +31,7 @@ include: "workflow/rules/face_models.smk"
 include: "workflow/rules/audio_models.smk"
 include: "workflow/rules/fuse.smk"
 include: "workflow/rules/class_weighting.smk"
+include: "workflow/rules/folds.smk"
 include: "workflow/rules/crossval.smk"
 include: "workflow/rules/plots.smk"
 

@@ -4,7 +4,7 @@ Run from the repository root::
 
     nice -n 10 python bench/audio_ravdess.py [--data ../shared/data/ravdess_speech]
         [--work /tmp/msff-audio-ravdess] [--preset cpu] [--epochs N] [--threads 2]
-        [--variant NAME:key=value;key=value ...]
+        [--variant NAME:key=value;key=value ...] [--out-of-fold K]
 
 ``--variant`` overrides values of the preset, one run per variant (default: the preset
 as committed): a key of ``models`` (``audio_cnn_layers=[16,M,32,M]``) or of ``audio``
@@ -34,7 +34,10 @@ recall of the VGG-19 segment mean (the fine-tuned CNN's own fc8 softmax averaged
 clip's scale-1.0 segments, computed here from the fc7 features ``audio_features`` wrote;
 the workflow writes no scores for it), the VGG-19+BLSTM, the SVM, and their fusion (the
 weights :func:`msff.fusion.search` picks on validation, applied to test); the majority
-class rate; and the time of every stage.
+class rate; and the time of every stage. ``--out-of-fold K`` (config ``fusion.out_of_fold``)
+also trains the four model stages K more times over train + val (actors 01-13), each
+scoring the actors it left out, and adds the fusion whose weights are searched on those
+out-of-fold scores, as the workflow's ``fuse`` does.
 """
 
 from __future__ import annotations
@@ -57,11 +60,12 @@ import pandas as pd
 import torch
 import yaml
 
-from msff import config, evaluate, fusion, scores
+from msff import config, evaluate, folds, fusion, scores
 from msff.devices import set_cpu_threads
 from msff.heads import audio_cnn, blstm
 from msff.heads.svm import svm_opensmile
 from msff.stages import audio as audio_stages
+from msff.stages.fuse import search_clips
 from msff.stages.media import extract_audio
 from msff.train import clip_means
 
@@ -219,6 +223,56 @@ class Timer:
         return out
 
 
+def train_models(clips, out, timer, prefix, cfg, heads, spectrograms, opensmile) -> None:
+    """The four model stages of the workflow on ``clips``, writing into ``out``."""
+    classes = cfg["labels"]["classes"]
+    out.mkdir(parents=True, exist_ok=True)
+    timer(
+        prefix + "finetune_audio_cnn",
+        audio_cnn.finetune_audio_cnn,
+        clips,
+        spectrograms,
+        out / "vgg19_audio_cnn.pt",
+        out / "vgg19_audio_cnn.json",
+        classes,
+        weights=cfg["weights"].get("vgg19"),
+        config=cfg,
+        **heads["audio_cnn"],
+    )
+    timer(
+        prefix + "audio_features",
+        audio_cnn.audio_features,
+        str(out / "vgg19_audio_cnn.pt"),
+        clips,
+        spectrograms,
+        str(out / "vgg19_audio.h5"),
+    )
+    timer(
+        prefix + "train_blstm_audio",
+        blstm.train_blstm,
+        str(out / "vgg19_audio.h5"),
+        clips,
+        str(out / "vgg19_blstm_audio.tsv"),
+        str(out / "vgg19_blstm_audio.pt"),
+        str(out / "vgg19_blstm_audio.json"),
+        classes,
+        **heads["blstm"],
+        unseen_note=UNSEEN,
+        config=cfg,
+    )
+    timer(
+        prefix + "svm_opensmile",
+        svm_opensmile,
+        clips,
+        opensmile,
+        str(out / "opensmile_svm.tsv"),
+        str(out / "opensmile_svm.json"),
+        str(out / "opensmile_svm.pkl"),
+        classes,
+        **heads["svm"],
+    )
+
+
 def run_variant(name, overrides, cfg, args, table, done, preprocess_s) -> pd.DataFrame:
     """Train and score both audio models for one variant; print its report, return its rows."""
     cfg = apply(cfg, args.preset, overrides)
@@ -237,50 +291,27 @@ def run_variant(name, overrides, cfg, args, table, done, preprocess_s) -> pd.Dat
     out.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     timer = Timer()
-    timer(
-        "finetune_audio_cnn",
-        audio_cnn.finetune_audio_cnn,
-        clips,
-        spectrograms,
-        out / "vgg19_audio_cnn.pt",
-        out / "vgg19_audio_cnn.json",
-        classes,
-        weights=cfg["weights"].get("vgg19"),
-        config=cfg,
-        **heads["audio_cnn"],
-    )
-    timer(
-        "audio_features",
-        audio_cnn.audio_features,
-        str(out / "vgg19_audio_cnn.pt"),
-        clips,
-        spectrograms,
-        str(out / "vgg19_audio.h5"),
-    )
-    timer(
-        "train_blstm_audio",
-        blstm.train_blstm,
-        str(out / "vgg19_audio.h5"),
-        clips,
-        str(out / "vgg19_blstm_audio.tsv"),
-        str(out / "vgg19_blstm_audio.pt"),
-        str(out / "vgg19_blstm_audio.json"),
-        classes,
-        **heads["blstm"],
-        unseen_note=UNSEEN,
-        config=cfg,
-    )
-    timer(
-        "svm_opensmile",
-        svm_opensmile,
-        clips,
-        opensmile,
-        str(out / "opensmile_svm.tsv"),
-        str(out / "opensmile_svm.json"),
-        str(out / "opensmile_svm.pkl"),
-        classes,
-        **heads["svm"],
-    )
+    train_models(clips, out, timer, "", cfg, heads, spectrograms, opensmile)
+    out_of_fold = {}
+    if args.out_of_fold:
+        # fusion.out_of_fold: every model trained k more times over train + val, each scoring
+        # the actors it left out; the fusion searches on these scores (rule fold_* and fuse).
+        for j, fold_clips in enumerate(
+            folds.out_of_fold_records(clips, classes, args.out_of_fold, cfg["seed"])
+        ):
+            fold_out = out / "out_of_fold" / f"fold{j}"
+            held = sorted({c["speaker"] for c in fold_clips if c["split"] == "test"})
+            print(f"out-of-fold training {j}: actors {','.join(held)} held out", flush=True)
+            train_models(
+                fold_clips, fold_out, timer, f"fold{j} ", cfg, heads, spectrograms, opensmile
+            )
+        out_of_fold = {
+            name: [
+                str(out / "out_of_fold" / f"fold{j}" / f"{name}.tsv")
+                for j in range(args.out_of_fold)
+            ]
+            for name in ("vgg19_blstm_audio", "opensmile_svm")
+        }
 
     # Scores of every model, clips in `clips` order.
     split = np.array([c["split"] for c in clips])
@@ -301,8 +332,22 @@ def run_variant(name, overrides, cfg, args, table, done, preprocess_s) -> pd.Dat
     for spectrogram_model in ("cnn segment mean", "vgg19_blstm_audio"):
         fused = [spectrogram_model, "opensmile_svm"]
         search = fusion.search([rows[k][val] for k in fused], truth[val], cfg["fusion"]["step"])
-        searched[spectrogram_model] = search
+        searched[f"{spectrogram_model} (val)"] = search
         rows[f"fusion ({spectrogram_model} + svm)"] = fusion.fuse(
+            [rows[k] for k in fused], search.weights
+        )
+    if out_of_fold:
+        # The fuse stage's own choice of clips (msff.stages.fuse.search_clips).
+        fused = ["vgg19_blstm_audio", "opensmile_svm"]
+        matrices, oof_truth, _, _ = search_clips(
+            {k: rows[k] for k in fused}, clips, classes, out_of_fold
+        )
+        search = fusion.search([matrices[k] for k in fused], oof_truth, cfg["fusion"]["step"])
+        searched["vgg19_blstm_audio (out_of_fold)"] = search
+        for k in fused:
+            pooled = evaluate.metrics(oof_truth, matrices[k].argmax(1), classes)
+            print(f"{k} out of fold over train + val: accuracy {pooled['accuracy']:.3f}")
+        rows["fusion (vgg19_blstm_audio + svm), out-of-fold weights"] = fusion.fuse(
             [rows[k] for k in fused], search.weights
         )
 
@@ -358,11 +403,11 @@ def run_variant(name, overrides, cfg, args, table, done, preprocess_s) -> pd.Dat
     print(f"  BLSTM: {history_line(out / 'vgg19_blstm_audio.json')}")
     svm_record = json.loads((out / "opensmile_svm.json").read_text())
     print(f"  SVM: {json.dumps({k: svm_record.get(k) for k in ('C', 'gamma', 'cv_accuracy')})}")
-    for spectrogram_model, search in searched.items():
+    for searched_on, search in searched.items():
         print(
-            f"fusion weights (searched on val, step {cfg['fusion']['step']}): "
-            f"{spectrogram_model} {search.weights[0]:.2f}, opensmile_svm {search.weights[1]:.2f}"
-            f" (val accuracy {search.accuracy:.3f})"
+            f"fusion weights (step {cfg['fusion']['step']}): {searched_on} "
+            f"{search.weights[0]:.2f}, opensmile_svm {search.weights[1]:.2f}"
+            f" (accuracy {search.accuracy:.3f} on the {search.n_clips} clips searched)"
         )
     print()
     columns = ["model", "split", "n_clips", "accuracy", "uar", *classes]
@@ -384,6 +429,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, help="override the preset's epochs (both heads)")
     parser.add_argument("--jobs", type=int, default=2, help="preprocessing processes")
     parser.add_argument("--threads", type=int, default=2, help="torch threads (rules: 2)")
+    parser.add_argument(
+        "--out-of-fold",
+        type=int,
+        default=0,
+        help="also train k more times over train + val and search the fusion weights on "
+        "the out-of-fold scores (config fusion.out_of_fold; the paper's k = 3)",
+    )
     parser.add_argument(
         "--variant",
         type=variant,

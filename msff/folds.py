@@ -37,3 +37,30 @@ def fold_records(
     split[fold == k] = "test"
     split[rest[inner == 0]] = "val"
     return [dict(r, split=s) for r, s in zip(records, split, strict=True)]
+
+
+def out_of_fold_records(
+    records: list[dict], classes: list[str], k: int, seed: int
+) -> list[list[dict]]:
+    """The clips of ``k`` trainings that score every train and validation clip out of fold.
+
+    The sheet's test clips stay out of all of them. The train and validation clips are
+    split into ``k`` subject-grouped folds; training ``j`` takes fold ``j`` as its test
+    clips (scored by a model that never saw their subjects) and, like :func:`fold_records`,
+    a grouped share of the other subjects as validation clips for early stopping. The
+    fusion searches its weights on these out-of-fold scores: every train and validation
+    clip instead of the validation clips alone (the paper's 3-fold protocol).
+    """
+    pool = [r for r in records if r["split"] != "test"]
+    fold = assign_folds(pool, classes, k, seed)
+    speakers = np.array([r["speaker"] for r in pool])
+    for j in range(k):
+        # fold_records splits the subjects outside fold j k ways, one share validating.
+        rest = len(set(speakers[fold != j]))
+        if rest < k:
+            raise ConfigError(
+                f"fusion.out_of_fold: {k} folds over the train and validation clips' "
+                f"{len(set(speakers))} subjects leave fold {j} {rest} subjects to train and "
+                f"validate on, fewer than {k}: lower fusion.out_of_fold or set it to 0"
+            )
+    return [fold_records(pool, fold, j, classes, seed) for j in range(k)]

@@ -91,8 +91,15 @@ class FusionResult:
 
 
 def fuse(scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
-    """The weighted sum of the models' score matrices (each (n_clips, n_classes))."""
-    return np.tensordot(np.asarray(weights, float), np.stack(scores), axes=1)
+    """The weighted sum of the models' score matrices (each (n_clips, n_classes)).
+
+    Summed model by model as :func:`search` sums them: the same floats, so the same argmax
+    where two classes tie.
+    """
+    fused = np.zeros(np.shape(scores[0]))
+    for weight, matrix in zip(weights, scores, strict=True):
+        fused += float(weight) * np.asarray(matrix, float)
+    return fused
 
 
 def search(

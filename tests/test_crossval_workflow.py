@@ -67,7 +67,7 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     stats = (first.stdout + first.stderr).split("Job stats:", 1)[1].split("total", 1)[0]
     counts = {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line}
     for rule in ("finetune_cnn", "train_blstm", "train_c3d"):
-        assert counts[f"crossval_{rule}"] == FOLDS, counts
+        assert counts[f"fold_{rule}"] == FOLDS, counts
     assert counts["crossval_zeroshot"] == counts["crossval"] == 1
     metrics = pd.read_csv(work / "results" / "crossval" / "metrics.tsv", sep="\t")
     names = ["fer2013_zeroshot", "fer2013_frames", "fer2013_blstm", "c3d", "face_fusion"]

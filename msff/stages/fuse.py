@@ -49,6 +49,60 @@ def _split(clips, split) -> np.ndarray:
     return np.array([c["split"] == split for c in clips])
 
 
+def out_of_fold_scores(paths: list[str], ids: list[str], classes: list[str]) -> np.ndarray:
+    """One model's out-of-fold score matrix of the clips ``ids``, rows in their order.
+
+    ``paths`` are the model's scores files of the out-of-fold trainings
+    (:func:`msff.folds.out_of_fold_records`); a clip's row is taken from the file in which
+    it is a test clip, so it was scored by a model that never saw its subject.
+    """
+    rows: dict[str, tuple[np.ndarray, str]] = {}
+    for path in paths:
+        table = scores.read(path, classes)
+        held = table[table["split"] == "test"]
+        for clip, row in zip(held.index, held[classes].to_numpy(float), strict=True):
+            if clip in rows:
+                raise ConfigError(f"{path}: clip {clip!r} is held out in {rows[clip][1]} too")
+            rows[clip] = (row, str(path))
+    missing = [clip for clip in ids if clip not in rows]
+    if missing:
+        raise ConfigError(f"no out-of-fold scores for clips {missing[:5]} in {list(paths)}")
+    return np.stack([rows[clip][0] for clip in ids])
+
+
+def search_clips(
+    matrices: dict[str, np.ndarray],
+    clips: list[dict],
+    classes: list[str],
+    out_of_fold: dict[str, list[str]] | None = None,
+) -> tuple[dict[str, np.ndarray], np.ndarray, list[str], str]:
+    """The scores the fusion weights are searched on: each model's, the truth, the speakers.
+
+    Without ``out_of_fold``: the validation clips' rows of ``matrices``. With it (model ->
+    its out-of-fold scores files): every train and validation clip, each scored by the
+    model trained without its fold; a model not in it trains nothing (FER2013's own
+    classifier) and its rows are its own. The last item names the clips: ``"val"`` or
+    ``"out_of_fold"``.
+    """
+    if not out_of_fold:
+        val = _split(clips, "val")
+        if not val.any():
+            raise ConfigError("fuse: the sheet has no validation clip to search the weights on")
+        picked = [c for c in clips if c["split"] == "val"]
+        searched = {name: matrix[val] for name, matrix in matrices.items()}
+        return searched, _truth(picked, classes), [c["speaker"] for c in picked], "val"
+    pool = np.array([c["split"] != "test" for c in clips])
+    picked = [c for c in clips if c["split"] != "test"]
+    ids = [c["clip"] for c in picked]
+    searched = {
+        name: out_of_fold_scores(out_of_fold[name], ids, classes)
+        if name in out_of_fold
+        else matrix[pool]
+        for name, matrix in matrices.items()
+    }
+    return searched, _truth(picked, classes), [c["speaker"] for c in picked], "out_of_fold"
+
+
 def fuse(
     score_paths: dict[str, str],
     clips: list[dict],
@@ -62,9 +116,13 @@ def fuse(
     rule: str = "auto",
     min_clips: int = fusion.SMALL_VALIDATION,
     not_fused: list[str] = (),
+    out_of_fold: dict[str, list[str]] | None = None,
 ) -> dict:
-    """Search the weights on validation, fuse every clip, predict the test clips.
+    """Search the weights, fuse every clip, predict the test clips.
 
+    The weights are searched on the validation clips, or with ``out_of_fold`` (model ->
+    its scores files of the out-of-fold trainings, config ``fusion.out_of_fold``) on the
+    out-of-fold scores of every train and validation clip (:func:`search_clips`).
     ``rule`` and ``min_clips``: how the grid's winner is chosen (:func:`msff.fusion.search`).
     ``not_fused``: models the run trained and scored but the fusion leaves out (config
     ``fusion.models`` or the preset's ``fusion_models``), recorded with the weights.
@@ -72,27 +130,34 @@ def fuse(
     matrices = load_scores(score_paths, clips, classes)
     names = list(matrices)
     truth, val = _truth(clips, classes), _split(clips, "val")
-    if not val.any():
-        raise ConfigError("fuse: the sheet has no validation clip to search the weights on")
-    result = fusion.search([matrices[n][val] for n in names], truth[val], step, rule, min_clips)
+    searched, searched_truth, groups, searched_on = search_clips(
+        matrices, clips, classes, out_of_fold
+    )
+    result = fusion.search([searched[n] for n in names], searched_truth, step, rule, min_clips)
     single = {n: float((matrices[n][val].argmax(1) == truth[val]).mean()) for n in names}
+    fused_val = fusion.fuse([matrices[n][val] for n in names], result.weights).argmax(1)
     record = {
         "models": names,
         "weights": dict(zip(names, result.weights.round(6).tolist(), strict=True)),
-        "val_accuracy": result.accuracy,
+        "searched_on": searched_on,
+        "n_search_clips": result.n_clips,
+        "search_accuracy": result.accuracy,
+        "search_accuracy_per_model": {
+            n: float((searched[n].argmax(1) == searched_truth).mean()) for n in names
+        },
+        "val_accuracy": float((fused_val == truth[val]).mean()) if val.any() else float("nan"),
         "val_accuracy_per_model": single,
         "rule": result.rule,
         "tolerance": result.tolerance,
-        "best_val_accuracy": result.best_accuracy,
+        "best_search_accuracy": result.best_accuracy,
         "step": step,
         "n_val_clips": int(val.sum()),
         "not_fused": list(not_fused),
     }
     if cv_folds > 1:
-        groups = [clips[i]["speaker"] for i in np.flatnonzero(val)]
         record["cross_validation"] = fusion.cross_validate(
-            [matrices[n][val] for n in names],
-            truth[val],
+            [searched[n] for n in names],
+            searched_truth,
             groups,
             cv_folds,
             step,
@@ -101,10 +166,12 @@ def fuse(
             min_clips,
         )
     log.info(
-        "fusion weights %s: val accuracy %.3f (best single model %.3f)",
+        "fusion weights %s: accuracy %.3f on %d %s clips (best single model %.3f)",
         record["weights"],
         result.accuracy,
-        max(single.values()),
+        result.n_clips,
+        searched_on,
+        max(record["search_accuracy_per_model"].values()),
     )
     cache.write_text(out_weights, json.dumps(record, indent=2))
     fused = fusion.fuse([matrices[n] for n in names], result.weights)
@@ -156,8 +223,13 @@ def evaluate_all(
     out_confusion_dir: str,
     rule: str = "auto",
     min_clips: int = fusion.SMALL_VALIDATION,
+    out_of_fold: dict[str, list[str]] | None = None,
 ) -> None:
-    """Write Table 1, Table 2 and the confusion matrices (see the module docstring)."""
+    """Write Table 1, Table 2 and the confusion matrices (see the module docstring).
+
+    Table 2 searches each subset's weights on the clips :func:`fuse` searched on
+    (``out_of_fold`` as there).
+    """
     matrices = load_scores(score_paths, clips, classes)
     truth = _truth(clips, classes)
     faces = coverage(qc_tsv, clips)
@@ -182,18 +254,23 @@ def evaluate_all(
                 )
     _atomic_tsv(out_table1, pd.DataFrame(rows))
     val, test = _split(clips, "val"), _split(clips, "test")
+    fused_matrices = {name: matrices[name] for name in fused_models}
+    searched, searched_truth, _, _ = search_clips(fused_matrices, clips, classes, out_of_fold)
     subsets = []
     for k in range(1, len(fused_models) + 1):
         for subset in combinations(fused_models, k):
             result = fusion.search(
-                [matrices[m][val] for m in subset], truth[val], step, rule, min_clips
+                [searched[m] for m in subset], searched_truth, step, rule, min_clips
             )
             fused = fusion.fuse([matrices[m] for m in subset], result.weights).argmax(1)
             subsets.append(
                 {
                     "models": " + ".join(subset),
                     "weights": " / ".join(f"{w:.3f}" for w in result.weights),
-                    "val_accuracy": result.accuracy,
+                    "search_accuracy": result.accuracy,
+                    "val_accuracy": float((fused[val] == truth[val]).mean())
+                    if val.any()
+                    else float("nan"),
                     "test_accuracy": float((fused[test] == truth[test]).mean())
                     if test.any()
                     else float("nan"),

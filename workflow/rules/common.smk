@@ -72,6 +72,7 @@ SHARDS = msff.shards.shard_clips(CLIPS.index, config["preprocess_shards"])
 wildcard_constraints:
     shard=r"\d+",
     fold=r"\d+",
+    experiment="crossval|out_of_fold",
     backbone="|".join(msff.registry.FRAME_BACKBONES),
 
 
@@ -259,6 +260,39 @@ def get_fusion_scores(wildcards):
     return [f"results/scores/{name}.tsv" for name in FUSED]
 
 
+# fusion.out_of_fold k > 1: every fused model that trains is trained k more times over the
+# train and validation clips (workflow/rules/folds.smk), each scoring the fold it left out.
+OUT_OF_FOLD = config["fusion"]["out_of_fold"]
+
+
+@cache
+def out_of_fold_clips():
+    """Each out-of-fold training's clips with their split (decided at parse time)."""
+    import msff.folds
+
+    return msff.folds.out_of_fold_records(
+        clip_records(), CLASSES, OUT_OF_FOLD, config["seed"]
+    )
+
+
+def out_of_fold_scores(wildcards=None):
+    """Fused model -> its scores files of the out-of-fold trainings ({} when off)."""
+    if OUT_OF_FOLD < 2:
+        return {}
+    trained = [m.name for m in MODELS if m.name in FUSED and m.head != "zeroshot"]
+    return {
+        name: expand(
+            f"results/out_of_fold/fold{{fold}}/scores/{name}.tsv",
+            fold=range(OUT_OF_FOLD),
+        )
+        for name in trained
+    }
+
+
+def get_out_of_fold_scores(wildcards):
+    return sum(out_of_fold_scores().values(), [])
+
+
 def get_all_scores(wildcards):
     return [*model_scores(), "results/scores/fusion.tsv"]
 
@@ -296,7 +330,10 @@ def folds():
 
 
 def fold_clips(wildcards):
-    return folds()[1][int(wildcards.fold)]
+    """A fold's clips and splits, of `snakemake crossval` or of the out-of-fold fusion."""
+    if wildcards.experiment == "crossval":
+        return folds()[1][int(wildcards.fold)]
+    return out_of_fold_clips()[int(wildcards.fold)]
 
 
 def crossval_files(wildcards=None):

@@ -1,63 +1,8 @@
 # Not part of the default target: `snakemake crossval` cross-validates the face models over
 # the whole sheet, grouped by subject (for small face sets such as CK+). Each fold is one
-# more value of a wildcard of the face models' own rules: the folds train in parallel, a
-# rerun redoes only what changed, and the `crossval` rule only tabulates. A fold's job
-# takes one thread: small models gain little from a second, folds side by side gain 2x.
-use rule finetune_cnn as crossval_finetune_cnn with:
-    output:
-        model="results/crossval/fold{fold}/models/{backbone}_cnn.pt",
-        provenance="results/crossval/fold{fold}/models/{backbone}_cnn.json",
-        scores="results/crossval/fold{fold}/scores/{backbone}_frames.tsv",
-        features="results/crossval/fold{fold}/features/{backbone}.h5",
-    log:
-        "logs/crossval/fold{fold}/finetune_cnn/{backbone}.log",
-    benchmark:
-        "benchmarks/crossval/fold{fold}/finetune_cnn/{backbone}.tsv"
-    threads: 1
-    params:
-        clips=fold_clips,
-        faces=face_cache_map,
-        classes=CLASSES,
-        args=HEADS["frame_cnn"],
-        weights=lambda wildcards: config["weights"].get(wildcards.backbone),
-
-
-use rule train_blstm as crossval_train_blstm with:
-    input:
-        features="results/crossval/fold{fold}/features/{backbone}.h5",
-        code=msff_code("msff.heads.blstm"),
-    output:
-        scores="results/crossval/fold{fold}/scores/{backbone}_blstm.tsv",
-        model="results/crossval/fold{fold}/models/{backbone}_blstm.pt",
-        provenance="results/crossval/fold{fold}/models/{backbone}_blstm.json",
-    log:
-        "logs/crossval/fold{fold}/train_blstm/{backbone}.log",
-    benchmark:
-        "benchmarks/crossval/fold{fold}/train_blstm/{backbone}.tsv"
-    threads: 1
-    params:
-        clips=fold_clips,
-        classes=CLASSES,
-        args=HEADS["blstm"],
-        unseen="no face found",
-
-
-use rule train_c3d as crossval_train_c3d with:
-    output:
-        scores="results/crossval/fold{fold}/scores/c3d.tsv",
-        model="results/crossval/fold{fold}/models/c3d.pt",
-        provenance="results/crossval/fold{fold}/models/c3d.json",
-    log:
-        "logs/crossval/fold{fold}/train_c3d.log",
-    benchmark:
-        "benchmarks/crossval/fold{fold}/train_c3d.tsv"
-    threads: 1
-    params:
-        clips=fold_clips,
-        faces=face_cache_map,
-        classes=CLASSES,
-        args=HEADS["c3d"],
-        weights=config["weights"].get("c3d"),
+# more value of the fold rules' wildcards (workflow/rules/folds.smk, experiment `crossval`):
+# the folds train in parallel, a rerun redoes only what changed, and the `crossval` rule
+# only tabulates.
 
 
 # FER2013's own classifier trains nothing: one scores file serves every fold.

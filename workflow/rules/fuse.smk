@@ -1,6 +1,7 @@
 rule fuse:
     input:
         scores=get_fusion_scores,
+        out_of_fold=get_out_of_fold_scores,
         code=msff_code("msff.stages.fuse"),
     output:
         weights=report(
@@ -23,6 +24,7 @@ rule fuse:
     params:
         scores=lambda wildcards, input: dict(zip(FUSED, input.scores)),
         not_fused=[name for name in model_names() if name not in FUSED],
+        out_of_fold=out_of_fold_scores(),
         clips=clip_records(),
         classes=CLASSES,
         fusion=config["fusion"],
@@ -50,6 +52,7 @@ rule submission:
 rule evaluate:
     input:
         scores=get_all_scores,
+        out_of_fold=get_out_of_fold_scores,
         qc="results/qc.tsv",
         code=msff_code("msff.stages.fuse"),
     output:
@@ -86,5 +89,6 @@ rule evaluate:
         classes=CLASSES,
         fused=FUSED,
         fusion=config["fusion"],
+        out_of_fold=out_of_fold_scores(),
     script:
         "../scripts/evaluate.py"

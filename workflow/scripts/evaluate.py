@@ -15,5 +15,6 @@ evaluate_all(
     out_confusion_dir=snakemake.output.confusion,
     rule=snakemake.params.fusion["rule"],
     min_clips=snakemake.params.fusion["min_clips"],
+    out_of_fold=snakemake.params.out_of_fold,
 )
 print(f"evaluation: {snakemake.output.table1}, {snakemake.output.table2}", file=console)
