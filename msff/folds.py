@@ -22,8 +22,11 @@ def assign_folds(records: list[dict], classes: list[str], k: int, seed: int) -> 
         raise ConfigError(f"{k} folds need at least {k} subjects, the sheet has {len(set(groups))}")
     fold = np.full(len(records), -1)
     splitter = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
-    for i, (_, held) in enumerate(splitter.split(labels, labels, groups)):
-        fold[held] = i
+    try:
+        for i, (_, held) in enumerate(splitter.split(labels, labels, groups)):
+            fold[held] = i
+    except ValueError as error:  # e.g. fewer clips of every class than folds
+        raise ConfigError(f"{k} folds of {len(records)} clips: {str(error).rstrip('.')}") from None
     return fold
 
 
@@ -52,15 +55,13 @@ def out_of_fold_records(
     clip instead of the validation clips alone (the paper's 3-fold protocol).
     """
     pool = [r for r in records if r["split"] != "test"]
-    fold = assign_folds(pool, classes, k, seed)
-    speakers = np.array([r["speaker"] for r in pool])
-    for j in range(k):
-        # fold_records splits the subjects outside fold j k ways, one share validating.
-        rest = len(set(speakers[fold != j]))
-        if rest < k:
-            raise ConfigError(
-                f"fusion.out_of_fold: {k} folds over the train and validation clips' "
-                f"{len(set(speakers))} subjects leave fold {j} {rest} subjects to train and "
-                f"validate on, fewer than {k}: lower fusion.out_of_fold or set it to 0"
-            )
-    return [fold_records(pool, fold, j, classes, seed) for j in range(k)]
+    try:
+        fold = assign_folds(pool, classes, k, seed)
+        return [fold_records(pool, fold, j, classes, seed) for j in range(k)]
+    except ConfigError as error:
+        raise ConfigError(
+            f"fusion.out_of_fold: {k} trainings over the train and validation clips "
+            f"({len(pool)} clips, {len({r['speaker'] for r in pool})} subjects), each "
+            f"validating on a share of the subjects it trains on: {error}; lower "
+            f"fusion.out_of_fold, or set it to 0 to search the weights on validation"
+        ) from None
