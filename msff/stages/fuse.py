@@ -1,11 +1,12 @@
 """Stages fuse and evaluate: fusion weights, predictions, and every model's metrics.
 
-fuse      grid-searches the fusion weights on the validation clips, writes the weights,
-          the fused scores of every clip, and the predictions of the test clips
+fuse      grid-searches the fusion weights on the validation clips (or on the out-of-fold
+          scores of every train and validation clip: config fusion.out_of_fold), writes
+          the weights, the fused scores of every clip, and the predictions of the test clips
 submission  the test predictions as EmotiW submission files
 evaluate  Table 1 (each model and the fusion: accuracy, UAR, macro-F1, per-class recall,
-          on every split), Table 2 (every subset of the fused models, weights searched on
-          validation), confusion matrices (TSV and PNG) of the validation and test splits
+          on every split), Table 2 (every subset of the fused models, weights searched as
+          fuse searches them), confusion matrices (TSV and PNG) of the validation and test splits
 """
 
 from __future__ import annotations
