@@ -117,11 +117,16 @@ def apply(cfg: dict, preset: str, overrides: dict) -> dict:
     return changed
 
 
-def cache_folders(work: Path, audio_params: dict) -> dict[str, Path]:
-    """Where each stage's caches go: spectrograms in a folder of their audio parameters."""
+def cache_folders(work: Path, audio_params: dict, feature_set: str) -> dict[str, Path]:
+    """Where each stage's caches go.
+
+    Spectrograms in a folder of their audio parameters, openSMILE functionals in one of
+    their feature set.
+    """
     key = hashlib.sha1(json.dumps(audio_params, sort_keys=True).encode()).hexdigest()[:8]
     folders = {stage: work / stage for stage in STAGES}
     folders["spectrograms"] = work / f"spectrograms-{key}"
+    folders["opensmile"] = work / f"opensmile-{feature_set}"
     for folder in folders.values():
         folder.mkdir(parents=True, exist_ok=True)
     (folders["spectrograms"] / "audio.json").write_text(json.dumps(audio_params, indent=1))
@@ -133,7 +138,7 @@ def preprocess(job: tuple) -> dict:
 
     A stage whose output already exists is skipped (its time is None).
     """
-    clip, source, folders, audio_params, ffmpeg = job
+    clip, source, folders, audio_params, feature_set, ffmpeg = job
     paths = {stage: folders[stage] / f"{clip}.h5" for stage in STAGES}
     spectrogram_params = {
         k: v for k, v in audio_params.items() if k not in ("sample_rate", "silence_dbfs")
@@ -151,7 +156,7 @@ def preprocess(job: tuple) -> dict:
             clip, paths["extract_audio"], paths["spectrograms"], **spectrogram_params
         ),
         "opensmile": lambda: audio_stages.opensmile(
-            clip, paths["extract_audio"], paths["opensmile"]
+            clip, paths["extract_audio"], paths["opensmile"], feature_set
         ),
     }
     seconds = {}
@@ -284,7 +289,7 @@ def run_variant(name, overrides, cfg, args, table, done, preprocess_s) -> pd.Dat
         for head in ("audio_cnn", "blstm"):
             heads[head]["settings"]["epochs"] = args.epochs
     clips = table[["clip", "class", "split", "speaker"]].to_dict("records")
-    folders = cache_folders(args.work, preset["audio"])
+    folders = cache_folders(args.work, preset["audio"], preset["models"]["svm_features"])
     spectrograms = {c: str(folders["spectrograms"] / f"{c}.h5") for c in table["clip"]}
     opensmile = {c: str(folders["opensmile"] / f"{c}.h5") for c in table["clip"]}
     out = args.work / args.preset / name
@@ -456,10 +461,12 @@ def main() -> None:
     table = clip_records(args.data, cfg["labels"], split_actors)
     tables = []
     for name, overrides in args.variant or [("preset", {})]:
-        audio_params = config.preset(apply(cfg, args.preset, overrides))["audio"]
-        folders = cache_folders(args.work, audio_params)
+        variant_preset = config.preset(apply(cfg, args.preset, overrides))
+        audio_params = variant_preset["audio"]
+        feature_set = variant_preset["models"]["svm_features"]
+        folders = cache_folders(args.work, audio_params, feature_set)
         jobs = [
-            (c, p, folders, audio_params, cfg.get("ffmpeg"))
+            (c, p, folders, audio_params, feature_set, cfg.get("ffmpeg"))
             for c, p in zip(table["clip"], table["path"], strict=True)
         ]
         t0 = time.perf_counter()

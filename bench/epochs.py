@@ -108,7 +108,7 @@ def build_caches(records: list[dict], cfg: dict, work: Path, device: str) -> dic
             sample_rate, silence = preset["audio"]["sample_rate"], preset["audio"]["silence_dbfs"]
             extract_audio(clip, r["path"], wave, sample_rate, silence, cfg["ffmpeg"])
             spectrograms(clip, wave, out["spectrograms"], **audio)
-            opensmile(clip, wave, out["opensmile"])
+            opensmile(clip, wave, out["opensmile"], preset["models"]["svm_features"])
             caches["spectrograms"][clip] = str(out["spectrograms"])
             caches["opensmile"][clip] = str(out["opensmile"])
     caches["seconds"] = time.perf_counter() - started

@@ -66,7 +66,8 @@ def child(stage: str, spec_path: str) -> None:
     elif stage == "spectrograms":
         error = spectrograms("long", work / "audio.h5", work / "spectrograms.h5", **audio)
     elif stage == "opensmile":
-        error = opensmile("long", work / "audio.h5", work / "opensmile.h5")
+        features = preset["models"]["svm_features"]
+        error = opensmile("long", work / "audio.h5", work / "opensmile.h5", features)
     else:
         raise ValueError(f"stage={stage!r} is not one of {STAGES}")
     if error:

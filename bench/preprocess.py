@@ -147,7 +147,8 @@ def in_process(rows: list[dict], config: dict, work: Path) -> dict:
                 p["audio"]["silence_dbfs"],
             )
             timed("spectrograms", spectrograms, clip, out["audio"], out["spec"], **audio)
-            timed("opensmile", opensmile, clip, out["audio"], out["smile"])
+            features = p["models"]["svm_features"]
+            timed("opensmile", opensmile, clip, out["audio"], out["smile"], features)
             cached |= dict(audio=str(out["audio"]), spectrograms=str(out["spec"]))
             cached["opensmile"] = str(out["smile"])
         caches[clip] = cached

@@ -262,7 +262,10 @@ def _child_audio(spec: dict) -> dict:
                 **{k: v for k, v in audio.items() if k not in ("sample_rate", "silence_dbfs")},
             ),
         ),
-        ("opensmile", lambda c: opensmile(c["clip"], c["audio"], c["opensmile"])),
+        (
+            "opensmile",
+            lambda c: opensmile(c["clip"], c["audio"], c["opensmile"], spec["svm_features"]),
+        ),
     ):
         start = time.perf_counter()
         for clip in spec["clips"]:
@@ -580,7 +583,13 @@ def main() -> None:
         runner.run("cnn_features", "cnn_features", **cnn)
     audio_clips = [c for c in clips if media.probe(c["path"], args.ffmpeg).audio]
     if audio_clips:
-        runner.run("audio", "audio", clips=audio_clips, audio=preset["audio"])
+        runner.run(
+            "audio",
+            "audio",
+            clips=audio_clips,
+            audio=preset["audio"],
+            svm_features=preset["models"]["svm_features"],
+        )
     overhead = _snakemake_overhead(work, clips, 1)
     layouts = _hdf5_layouts(clips, work)
 

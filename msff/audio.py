@@ -22,6 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
+from msff.errors import ConfigError
+
 _EPS = 1e-10  # floor of magnitudes before the log
 # The reference level never drops below this STFT magnitude (about -90 dB of a full-scale
 # tone), so a silent clip stays black instead of having its noise floor stretched to white.
@@ -222,7 +224,6 @@ def segment_peak_db(images: np.ndarray, top_db: float) -> np.ndarray:
     return (images.max(axis=(2, 3)).astype(np.float32) / 255 - 1) * np.float32(top_db)
 
 
-IS09_NAME = "IS09_emotion"
 # openSMILE's external wave input (the wheel's shared/standard_external_wave_input.conf.inc)
 # with one change: the wave level is a ring buffer instead of a level that grows to hold the
 # whole recording, so a clip of any length streams through it. IS09's later levels are ring
@@ -243,26 +244,41 @@ channels=\cm[channels{1}:channel size]
 """
 
 
-# IS09_emotion as the wheel ships it (is09-13/IS09_emotion.conf) less its two LLD output
-# levels (``lld``, ``lld_de``: copies of every 10-ms LLD frame for an LLD sink that the
-# functionals never use, kept for the whole clip): the same 384 functionals, with ~2 MB
-# a minute of recording kept instead of ~5 (bench/README, memory). What is left to grow is
-# the LLD levels the clip-level functionals read at the end (``frameMode = full``).
-IS09_FUNCTIONALS = r"""
+# The openSMILE feature sets the opensmile stage can compute (config: the preset's
+# ``svm_features``), each as the wheel ships it (``{set}.conf`` under its config folder) less
+# its LLD output levels (copies of every 10-ms LLD frame for an LLD sink that the
+# functionals never use, kept for the whole clip): the same functionals, with less of the
+# recording kept (IS09: ~2 MB a minute instead of ~5; bench/README, memory). What is left to
+# grow is the LLD levels the clip-level functionals read at the end (``frameMode = full``).
+#   IS09_emotion   384 functionals of 16 LLDs and their deltas (the paper's baseline)
+#   ComParE_2016   6,373 functionals of 65 LLDs and their deltas (the ComParE challenges'
+#                  baseline set; with a linear SVM it generalises better to unseen RAVDESS
+#                  speakers, bench/README.md)
+FEATURE_SETS = {
+    "IS09_emotion": ("is09-13", "IS09_emotion_core", "is09_func"),
+    "ComParE_2016": (
+        "compare",
+        "ComParE_2016_core",
+        "is13_functionalsA;is13_functionalsB;is13_functionalsNz;is13_functionalsF0;"
+        "is13_functionalsLLD;is13_functionalsDelta",
+    ),
+}
+IS09_NAME = "IS09_emotion"
+FUNCTIONALS = r"""
 [componentInstances:cComponentManager]
 instance[dataMemory].type=cDataMemory
 printLevelStats=0
 nThreads=1
 
 \{\cm[source{?}:include external source]}
-\{{core}/IS09_emotion_core.lld.conf.inc}
-\{{core}/IS09_emotion_core.func.conf.inc}
+\{{folder}/{core}.lld.conf.inc}
+\{{folder}/{core}.func.conf.inc}
 
 [componentInstances:cComponentManager]
 instance[funcconcat].type=cVectorConcat
 
 [funcconcat:cVectorConcat]
-reader.dmLevel = is09_func
+reader.dmLevel = {levels}
 writer.dmLevel = func
 includeSingleElementFields = 1
 
@@ -286,26 +302,42 @@ def _streamed_input_file() -> str:
 
 
 @cache
-def _is09():
+def _extractor(feature_set: str):
     # Building the extractor costs more than running it on a clip: build it once.
     import opensmile
 
-    core = Path(opensmile.__file__).parent / "core" / "config" / "is09-13"
-    conf = _config_file(IS09_FUNCTIONALS.replace("{core}", str(core)), "msff_is09_")
-    return opensmile.Smile(feature_set=conf, feature_level="func")
+    if feature_set not in FEATURE_SETS:
+        raise ConfigError(
+            f"openSMILE feature set {feature_set!r} must be one of {sorted(FEATURE_SETS)}"
+        )
+    folder, core, levels = FEATURE_SETS[feature_set]
+    text = (
+        FUNCTIONALS.replace(
+            "{folder}", str(Path(opensmile.__file__).parent / "core" / "config" / folder)
+        )
+        .replace("{core}", core)
+        .replace("{levels}", levels)
+    )
+    return opensmile.Smile(
+        feature_set=_config_file(text, f"msff_{feature_set}_"), feature_level="func"
+    )
 
 
-def opensmile_functionals(waveform, sample_rate: int) -> tuple[np.ndarray, list[str]]:
-    """The 384 IS09_emotion functionals of a clip's speech (the config the opensmile wheel ships).
+def opensmile_functionals(
+    waveform, sample_rate: int, feature_set: str = IS09_NAME
+) -> tuple[np.ndarray, list[str]]:
+    """The openSMILE functionals of a clip's speech, and their names.
 
-    ``waveform``: an array or the cache's HDF5 dataset. It is streamed to openSMILE a block
-    at a time (its wave level a ring buffer: ``STREAMED_INPUT``), so memory does not grow
-    with the clip's length; the values are those of ``Smile.process_signal`` on the whole
-    signal. A clip too short for one frame gives NaN (as ``process_signal``).
+    ``feature_set``: a key of ``FEATURE_SETS``, computed as the config the opensmile wheel
+    ships (384 values for IS09_emotion, 6,373 for ComParE_2016). ``waveform``: an array or
+    the cache's HDF5 dataset. It is streamed to openSMILE a block at a time (its wave level
+    a ring buffer: ``STREAMED_INPUT``), so memory does not grow with the clip's length; the
+    values are those of ``Smile.process_signal`` on the whole signal. A clip too short for
+    one frame gives NaN (as ``process_signal``).
     """
     from opensmile.core.config import config as smile_config
 
-    extractor = _is09()
+    extractor = _extractor(feature_set)
     # The options the wheel's Smile uses (sink, LLD buffers, full-input functionals), with
     # the streamed source in place of its growing one (opensmile==2.6.0, pinned).
     options = extractor._options() | {

@@ -211,6 +211,7 @@ def head_arguments(config: dict) -> dict[str, dict]:
             ),
         ),
         "svm": dict(
+            kernel=models["svm_kernel"],
             c_grid=svm["c_grid"],
             gamma_grid=svm["gamma_grid"],
             folds=svm["folds"],

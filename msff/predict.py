@@ -304,7 +304,7 @@ def _stages(
         caches["spectrograms"] = folder / "spectrograms.h5"
         spectrograms(clip, audio_h5, caches["spectrograms"], **settings)
         caches["opensmile"] = folder / "opensmile.h5"
-        opensmile(clip, audio_h5, caches["opensmile"])
+        opensmile(clip, audio_h5, caches["opensmile"], preset["models"]["svm_features"])
     for stage, cache_path in list(caches.items()):
         attrs = cache.attrs(cache_path)
         if attrs["error"]:

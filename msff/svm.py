@@ -1,8 +1,9 @@
-"""The hand-crafted audio baseline: openSMILE IS09 functionals -> standardise -> RBF SVM.
+"""The hand-crafted audio baseline: openSMILE functionals -> standardise -> SVM.
 
-C and gamma are chosen by speaker-grouped cross-validation on the training clips only,
-then the SVM is refitted on all of them. Its class scores are probabilities whose
-argmax is the SVM's own decision:
+The kernel is RBF (the paper's IS09 baseline) or linear (the ComParE challenges' baseline
+for their 6,373 functionals). C and gamma (RBF only) are chosen by speaker-grouped
+cross-validation on the training clips only, then the SVM is refitted on all of them.
+Its class scores are probabilities whose argmax is the SVM's own decision:
 
 ``softmax`` (default)
     ``softmax(beta * d)`` of the SVC's one-vs-rest decision values ``d`` (OvO votes plus a
@@ -50,6 +51,7 @@ from msff.errors import BadClipError, ConfigError
 
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 GAMMA_GRID = ("scale",)
+KERNELS = ("rbf", "linear")
 FOLDS = 4
 # softmax keeps the SVC's decision as the argmax; see the module docstring and bench/README.md.
 PROBABILITY = "softmax"
@@ -68,7 +70,7 @@ class FittedSvm:
     Attributes
     ----------
     model : Pipeline or None
-        StandardScaler + RBF SVC (``break_ties=True``) refitted on every training clip;
+        StandardScaler + SVC (``break_ties=True``) refitted on every training clip;
         ``model.predict`` is the SVC's decision. None for a model read by :func:`load_svm`
         (prediction uses ``arrays`` only).
     classes : list of str
@@ -95,6 +97,8 @@ class FittedSvm:
     calibration_cv : dict
         ``softmax`` and ``sigmoid``: each method's cross-fitted out-of-fold ``accuracy``
         and ``log_loss``; ``requested``: the ``probability`` asked for.
+    kernel : str
+        ``"rbf"`` or ``"linear"`` (gamma then plays no part).
     """
 
     model: Pipeline | None
@@ -110,6 +114,7 @@ class FittedSvm:
     seed: int
     arrays: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
     calibration_cv: dict = field(default_factory=dict)
+    kernel: str = "rbf"
 
     def provenance(self) -> dict:
         """Plain values that describe the fit, for a report or a provenance file."""
@@ -122,7 +127,7 @@ class FittedSvm:
             }
         )
         return {
-            "model": "StandardScaler + SVC(rbf, break_ties=True)",
+            "model": f"StandardScaler + SVC({self.kernel}, break_ties=True)",
             "C": self.C,
             "gamma": self.gamma,
             "cv_accuracy": self.cv_accuracy,
@@ -138,16 +143,20 @@ class FittedSvm:
 
 
 def svm_pipeline(
-    C: float, gamma: Gamma, class_weight: str | None = None, break_ties: bool = False
+    C: float,
+    gamma: Gamma,
+    class_weight: str | None = None,
+    break_ties: bool = False,
+    kernel: str = "rbf",
 ) -> Pipeline:
-    """Standardise each feature, then an RBF SVC (openSMILE functionals span many scales).
+    """Standardise each feature, then an SVC (openSMILE functionals span many scales).
 
     ``break_ties=True`` makes ``predict`` the argmax of the one-vs-rest decision values
     (vote ties go to the more confident class, not the first one); :func:`fit_svm` uses it.
     """
     return make_pipeline(
         StandardScaler(),
-        SVC(kernel="rbf", C=C, gamma=gamma, class_weight=class_weight, break_ties=break_ties),
+        SVC(kernel=kernel, C=C, gamma=gamma, class_weight=class_weight, break_ties=break_ties),
     )
 
 
@@ -190,6 +199,7 @@ def fit_svm(
     folds: int = FOLDS,
     class_weight: str | None = None,
     probability: str = PROBABILITY,
+    kernel: str = "rbf",
 ) -> FittedSvm:
     """Choose C and gamma by speaker-grouped CV, refit on all clips, calibrate.
 
@@ -216,6 +226,8 @@ def fit_svm(
     probability : {"softmax", "sigmoid", "auto"}
         How decision values become probabilities (module docstring). Both are fitted on
         the out-of-fold decision values of the speaker folds.
+    kernel : {"rbf", "linear"}
+        The SVC's kernel; a linear one ignores gamma (keep ``gamma_grid`` to one value).
 
     Returns
     -------
@@ -228,7 +240,7 @@ def fit_svm(
     ConfigError
         For mismatched lengths, a label outside ``classes``, an empty or invalid grid,
         fewer than 2 speakers or 2 classes, folds whose training part never holds
-        2 classes, or an unknown ``probability``.
+        2 classes, or an unknown ``probability`` or ``kernel``.
     """
     x = _check_features(features)
     y = np.asarray(labels, dtype=object)
@@ -252,6 +264,8 @@ def fit_svm(
         raise ConfigError(f"folds={folds} must be at least 2")
     if probability not in PROBABILITY_METHODS:
         raise ConfigError(f"probability={probability!r} must be one of {PROBABILITY_METHODS}")
+    if kernel not in KERNELS:
+        raise ConfigError(f"kernel={kernel!r} must be one of {KERNELS}")
 
     splits = speaker_folds(y, groups, folds, seed)
     # A fold whose training speakers hold one class cannot fit an SVC: leave it out.
@@ -262,11 +276,11 @@ def fit_svm(
         )
 
     svm_classes = sorted(present)  # the order of SVC.classes_
-    folded = {p: _out_of_fold(x, y, usable, *p, class_weight, svm_classes) for p in grid}
+    folded = {p: _out_of_fold(x, y, usable, *p, class_weight, svm_classes, kernel) for p in grid}
     scores = {params: accuracy for params, (accuracy, _) in folded.items()}
     (C, gamma), cv_accuracy = max(scores.items(), key=lambda kv: kv[1])  # first of the ties
 
-    model = svm_pipeline(C, gamma, class_weight, break_ties=True).fit(x, y)
+    model = svm_pipeline(C, gamma, class_weight, break_ties=True, kernel=kernel).fit(x, y)
     held = np.concatenate([test for _, test in usable])
     decision = folded[(C, gamma)][1]
     target = np.array([svm_classes.index(c) for c in y[held]])
@@ -293,6 +307,7 @@ def fit_svm(
         seed=seed,
         arrays=arrays,
         calibration_cv={"requested": probability, **compared},
+        kernel=kernel,
     )
 
 
@@ -321,14 +336,17 @@ def predict_scores(fitted: FittedSvm, features: np.ndarray) -> np.ndarray:
     expected = len(arrays["mean"])
     if x.shape[1] != expected:
         raise ConfigError(f"features have {x.shape[1]} columns; the SVM was trained on {expected}")
-    probabilities = _mapped(fitted.calibration, arrays, decision_values(arrays, x))
+    decision = decision_values(arrays, x, fitted.kernel)
+    probabilities = _mapped(fitted.calibration, arrays, decision)
     scores = np.zeros((len(x), len(fitted.classes)))
     columns = [fitted.classes.index(str(c)) for c in arrays["svm_classes"]]
     scores[:, columns] = probabilities
     return scores
 
 
-def decision_values(arrays: dict[str, np.ndarray], features: np.ndarray) -> np.ndarray:
+def decision_values(
+    arrays: dict[str, np.ndarray], features: np.ndarray, kernel: str = "rbf"
+) -> np.ndarray:
     """One-vs-rest decision values of the stored SVC, as ``SVC.decision_function`` gives.
 
     Shape (n, number of SVM classes); argmax is the decision of ``SVC(break_ties=True)``.
@@ -346,11 +364,14 @@ def decision_values(arrays: dict[str, np.ndarray], features: np.ndarray) -> np.n
     step = max(1, 2**21 // max(1, sv.size))
     for lo in range(0, len(z), step):
         chunk = z[lo : lo + step]
-        difference = chunk[:, None, :] - sv[None, :, :]
-        kernel = np.exp(-gamma * np.einsum("nsd,nsd->ns", difference, difference))
+        if kernel == "linear":
+            gram = chunk @ sv.T
+        else:
+            difference = chunk[:, None, :] - sv[None, :, :]
+            gram = np.exp(-gamma * np.einsum("nsd,nsd->ns", difference, difference))
         if n_classes == 2:
             # scikit-learn stores binary coefficients negated: positive means classes_[1].
-            pairs = -(kernel @ coef[0] + intercept[0])[:, None]
+            pairs = -(gram @ coef[0] + intercept[0])[:, None]
         else:
             pairs = np.empty((len(chunk), len(intercept)))
             k = 0
@@ -358,7 +379,7 @@ def decision_values(arrays: dict[str, np.ndarray], features: np.ndarray) -> np.n
                 for j in range(i + 1, n_classes):
                     si, sj = slice(starts[i], ends[i]), slice(starts[j], ends[j])
                     pairs[:, k] = (
-                        kernel[:, si] @ coef[j - 1, si] + kernel[:, sj] @ coef[i, sj] + intercept[k]
+                        gram[:, si] @ coef[j - 1, si] + gram[:, sj] @ coef[i, sj] + intercept[k]
                     )
                     k += 1
         out[lo : lo + step] = _ovr_from_pairs(pairs, n_classes)
@@ -384,6 +405,7 @@ def save_svm(fitted: FittedSvm, path: str | Path) -> None:
         "n_speakers": fitted.n_speakers,
         "seed": fitted.seed,
         "calibration_cv": fitted.calibration_cv,
+        "kernel": fitted.kernel,
     }
     with h5py.File(path, "w") as f:
         f.attrs["meta"] = json.dumps(meta)
@@ -436,6 +458,7 @@ def load_svm(path: str | Path) -> FittedSvm:
         seed=meta["seed"],
         arrays=arrays,
         calibration_cv=meta["calibration_cv"],
+        kernel=meta.get("kernel", "rbf"),  # files written before linear kernels: RBF
     )
 
 
@@ -589,7 +612,9 @@ def _check_grid(c_grid: Sequence[float], gamma_grid: Sequence[Gamma]) -> list:
     return [(float(c), g if isinstance(g, str) else float(g)) for c in c_grid for g in gamma_grid]
 
 
-def _out_of_fold(x, y, splits, C: float, gamma: Gamma, class_weight, classes) -> tuple:
+def _out_of_fold(
+    x, y, splits, C: float, gamma: Gamma, class_weight, classes, kernel: str = "rbf"
+) -> tuple:
     """Pooled held-out accuracy of the SVC and its out-of-fold decision values.
 
     The values have one column per entry of ``classes`` (NaN where a fold's training
@@ -598,7 +623,8 @@ def _out_of_fold(x, y, splits, C: float, gamma: Gamma, class_weight, classes) ->
     correct = total = 0
     decision = []
     for train, test in splits:
-        model = svm_pipeline(C, gamma, class_weight, break_ties=True).fit(x[train], y[train])
+        model = svm_pipeline(C, gamma, class_weight, break_ties=True, kernel=kernel)
+        model.fit(x[train], y[train])
         correct += int((model.predict(x[test]) == y[test]).sum())
         total += len(test)
         values = np.full((len(test), len(classes)), np.nan)

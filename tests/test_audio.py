@@ -5,6 +5,7 @@ import torch
 
 from msff import audio, media
 from msff.datasets import SpectrogramAugment, SpectrogramSegments, add_noise, mask_bands
+from msff.errors import ConfigError
 from msff.models.vgg19 import standardised_input
 from msff.stages.audio import spectrograms
 from msff.stages.media import extract_audio
@@ -105,21 +106,31 @@ def test_spectrograms_stream_in_blocks_with_the_whole_clips_images(monkeypatch):
     np.testing.assert_array_equal(np.concatenate(pieces)[: len(resampled)], resampled)
 
 
-def test_opensmile_streams_a_long_clip_through_its_ring_buffer():
+@pytest.mark.parametrize(
+    "feature_set, wheel_set, width",
+    [("IS09_emotion", "IS09", 384), ("ComParE_2016", "ComParE_2016", 6373)],
+)
+def test_opensmile_streams_a_long_clip_through_its_ring_buffer(feature_set, wheel_set, width):
     # 70 s of real speech: over three times openSMILE's 20 s wave buffer, so the writer
-    # waits for the extractor; the functionals are those of the wheel's own IS09 config
-    # (with its LLD output levels, which msff's leaves out) on the whole signal.
+    # waits for the extractor; the functionals are those of the wheel's own config (with
+    # its LLD output levels, which msff's leaves out) on the whole signal.
     import opensmile
 
     waveform = np.tile(media.audio(SPEECH_ANGRY), 20)
     assert len(waveform) > 3 * 20 * 16000
-    streamed, names = audio.opensmile_functionals(waveform, 16000)
-    wheel = opensmile.Smile(opensmile.FeatureSet.IS09, opensmile.FeatureLevel.Functionals)
+    streamed, names = audio.opensmile_functionals(waveform, 16000, feature_set)
+    wheel = opensmile.Smile(opensmile.FeatureSet[wheel_set], opensmile.FeatureLevel.Functionals)
     whole = wheel.process_signal(waveform, 16000)
+    assert streamed.shape == (width,)
     np.testing.assert_array_equal(streamed, whole.to_numpy(np.float32).reshape(-1))
     assert names == list(whole.columns)
     # Too short for one frame: NaN, as the wheel gives (the stage rejects it by name).
-    assert np.isnan(audio.opensmile_functionals(waveform[:100], 16000)[0]).all()
+    assert np.isnan(audio.opensmile_functionals(waveform[:100], 16000, feature_set)[0]).all()
+
+
+def test_an_unknown_opensmile_feature_set_names_the_known_ones():
+    with pytest.raises(ConfigError, match="'GeMAPS' must be one of .*ComParE_2016"):
+        audio.opensmile_functionals(media.audio(SPEECH_ANGRY), 16000, "GeMAPS")
 
 
 def test_logmel_images_give_the_low_frequencies_more_rows():

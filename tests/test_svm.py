@@ -22,27 +22,46 @@ SMALL_GRID = dict(c_grid=(3.0,), gamma_grid=("scale",), folds=3)
 
 
 def is09(path: str) -> np.ndarray:
+    return functionals(path, "IS09_emotion")
+
+
+def compare(path: str) -> np.ndarray:
+    return functionals(path, "ComParE_2016")
+
+
+def functionals(path: str, feature_set: str) -> np.ndarray:
     # The FLACs are 16 kHz mono already: soundfile skips ffmpeg's process start per clip.
     waveform, rate = soundfile.read(path, dtype="float32")
-    return audio.opensmile_functionals(waveform, rate)[0]
+    return audio.opensmile_functionals(waveform, rate, feature_set)[0]
 
 
-@pytest.fixture(scope="session")
-def speech(repo_config):
-    """IS09 features, class and actor of every RAVDESS speech clip config keeps (calm dropped)."""
+def ravdess_speech(repo_config, extract) -> dict:
+    """Features, class and actor of every RAVDESS speech clip config keeps (calm dropped)."""
     labels = repo_config["labels"]
     table = pd.read_csv(SPEECH / "labels.csv", dtype=str)
     table["class"] = [config.class_of(label, labels) for label in table["label"]]
     table = table[table["class"].notna()].reset_index(drop=True)
     paths = [str(SPEECH / p) for p in table["path"]]
     with ProcessPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
-        x = np.stack(list(pool.map(is09, paths, chunksize=16)))
+        x = np.stack(list(pool.map(extract, paths, chunksize=16)))
     return {
         "x": x,
         "y": table["class"].to_numpy(),
         "speaker": table["speaker"].to_numpy(),
         "classes": labels["classes"],
     }
+
+
+@pytest.fixture(scope="session")
+def speech(repo_config):
+    """IS09 features of RAVDESS speech (the paper's baseline)."""
+    return ravdess_speech(repo_config, is09)
+
+
+@pytest.fixture(scope="module")
+def compare_speech(repo_config):
+    """ComParE 2016 features of RAVDESS speech (the cpu preset's svm_features)."""
+    return ravdess_speech(repo_config, compare)
 
 
 def subset(speech, actors, drop_class=None):
@@ -135,6 +154,47 @@ def test_argmax_is_the_svms_decision_and_no_worse_than_a_plain_svc(held_out, spe
     )
     assert accuracy >= plain_accuracy
     assert agree > 0.95
+
+
+def test_linear_svm_on_compare_features_of_unseen_actors(held_out, compare_speech, tmp_path):
+    """The cpu preset's SVM: ComParE 2016 functionals, a linear kernel, the same contract."""
+    train_actors = [f"{i:02d}" for i in range(1, 13)]
+    x, y, speakers = subset(compare_speech, train_actors)
+    x_val, y_val, _ = subset(compare_speech, [f"{i:02d}" for i in range(13, 17)])
+    assert x.shape[1] == 6373
+    fitted = svm.fit_svm(x, y, speakers, compare_speech["classes"], seed=0, kernel="linear")
+    x_val = x_val.astype(np.float64)
+    # The stored arrays give sklearn's decision values, and the scores keep its decision.
+    np.testing.assert_allclose(
+        svm.decision_values(fitted.arrays, x_val, "linear"),
+        fitted.model.decision_function(x_val),
+        atol=1e-9,
+    )
+    scores = svm.predict_scores(fitted, x_val)
+    predicted = np.asarray(fitted.classes)[scores.argmax(axis=1)]
+    assert (predicted == fitted.model.predict(x_val)).all()
+    assert fitted.provenance()["model"] == "StandardScaler + SVC(linear, break_ties=True)"
+    svm.save_svm(fitted, tmp_path / "linear.h5")
+    loaded = svm.load_svm(tmp_path / "linear.h5")
+    assert loaded.kernel == "linear"
+    np.testing.assert_array_equal(svm.predict_scores(loaded, x_val), scores)
+    # Unseen actors: far above the majority rate; printed beside IS09 + RBF on the same
+    # actors (bench/README.md compares the two over 8 folds of actor pairs).
+    accuracy = float((predicted == np.asarray(y_val)).mean())
+    majority = float(pd.Series(y_val).value_counts().iloc[0] / len(y_val))
+    rbf, is09_val, is09_y, _ = held_out
+    is09_predicted = np.asarray(rbf.classes)[svm.predict_scores(rbf, is09_val).argmax(axis=1)]
+    print(
+        f"\nactors 13-16: ComParE + linear SVM {accuracy:.3f} (C={fitted.C}), IS09 + RBF "
+        f"{float((is09_predicted == is09_y).mean()):.3f}, majority {majority:.3f}"
+    )
+    assert accuracy > 2.5 * majority
+
+
+def test_unknown_kernel(speech):
+    x, y, speakers = subset(speech, ["01", "02", "03"])
+    with pytest.raises(ConfigError, match="kernel='poly' must be one of"):
+        svm.fit_svm(x, y, speakers, speech["classes"], 0, kernel="poly", **SMALL_GRID)
 
 
 def test_probability_methods_are_measured_and_chosen_by_cv(speech):

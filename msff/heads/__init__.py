@@ -8,7 +8,7 @@ module          trains                                                          
 ``blstm``       the 2-layer BLSTM over windows of a clip's feature sequence      features
 ``c3d``         C3D on windows of consecutive aligned faces                      faces
 ``audio_cnn``   VGG-19 on spectrogram segments; its fc7 features feed the BLSTM  spectrograms
-``svm``         the openSMILE IS09 + SVM baseline                                opensmile
+``svm``         the openSMILE (IS09 or ComParE) + SVM baseline                   opensmile
 ==============  ==============================================================  =========
 
 Each trains through :mod:`msff.heads.common` (one skeleton around

@@ -1,4 +1,4 @@
-"""The openSMILE IS09 + SVM audio baseline: scores for every clip, and one clip's scores."""
+"""The openSMILE + SVM audio baseline: scores for every clip, and one clip's scores."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from msff.logs import log
 
 
 def _features(path: str | None) -> tuple[np.ndarray | None, str]:
-    """The clip's IS09 features, or None and why the model cannot hear it."""
+    """The clip's openSMILE features, or None and why the model cannot hear it."""
     if path is None:
         return None, "no audio stream"
     with h5py.File(path, "r") as f:
@@ -39,6 +39,7 @@ def svm_opensmile(
     gamma_grid: list,
     folds: int,
     class_weighted: bool = False,
+    kernel: str = "rbf",
 ) -> None:
     """Fit on the training clips, write class scores of every clip of every split.
 
@@ -66,6 +67,7 @@ def svm_opensmile(
         gamma_grid=gamma_grid,
         folds=folds,
         class_weight="balanced" if class_weighted else None,
+        kernel=kernel,
     )
     rows = scores.uniform(len(clips), len(classes))
     if heard.any():

@@ -93,16 +93,20 @@ def spectrograms(
     return recording_bad_clips(clip, out, work)
 
 
-def opensmile(clip: str, audio_h5: str | Path, out: str | Path) -> str:
-    """Write the 384 IS09_emotion functionals of the clip's audio.
+def opensmile(
+    clip: str, audio_h5: str | Path, out: str | Path, feature_set: str = audio.IS09_NAME
+) -> str:
+    """Write the openSMILE functionals of the clip's audio.
 
-    Features holding NaN or infinity make the clip bad (an error cache naming it): the
-    SVM then scores it as unheard instead of failing on it.
+    ``feature_set``: IS09_emotion (384 values) or ComParE_2016 (6,373), as
+    :data:`msff.audio.FEATURE_SETS` computes them. Features holding NaN or infinity make
+    the clip bad (an error cache naming it): the SVM then scores it as unheard instead of
+    failing on it.
     """
 
     def work():
         with _waveform(audio_h5) as (waveform, meta):
-            values, names = audio.opensmile_functionals(waveform, meta["sample_rate"])
+            values, names = audio.opensmile_functionals(waveform, meta["sample_rate"], feature_set)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             shown = ", ".join(str(names[i]) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
@@ -114,7 +118,7 @@ def opensmile(clip: str, audio_h5: str | Path, out: str | Path) -> str:
             f.create_dataset("features", data=values)
             f.attrs.update(
                 feature_names=names,
-                feature_set=audio.IS09_NAME,
+                feature_set=feature_set,
                 silent=meta["silent"],
                 note=meta["note"],
             )

@@ -41,5 +41,7 @@ rule opensmile:
         **PER_CLIP_RESOURCES,
     params:
         clips=lambda wildcards: shard_jobs("opensmile", wildcards.shard),
+        # The functionals the SVM reads: IS09_emotion (paper) or ComParE_2016.
+        feature_set=PRESET["models"]["svm_features"],
     script:
         "../scripts/opensmile.py"
