@@ -30,7 +30,7 @@ spectrogram ``images`` (R, K, size, size) uint8 (0 = top_db below the clip's pea
            ``segment_ms``, ``overlap``, ``silent``, ``spectrogram`` (stft or logmel),
            ``top_db``, ``window_ms``, ``hop_ms``; logmel also ``n_mels``, ``fmin`` and
            ``fmax`` when config sets one (else the scale's Nyquist frequency)
-opensmile  ``features`` (D,) float32; attrs ``feature_names``, ``feature_set``
+opensmile  ``features`` (D,) float32, ``feature_names`` (D,) str; attr ``feature_set``
 ========== =========================================================================
 
 One file per model, not per clip:

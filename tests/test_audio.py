@@ -7,7 +7,7 @@ from msff import audio, media
 from msff.datasets import SpectrogramAugment, SpectrogramSegments, add_noise, mask_bands
 from msff.errors import ConfigError
 from msff.models.vgg19 import standardised_input
-from msff.stages.audio import spectrograms
+from msff.stages.audio import opensmile, spectrograms
 from msff.stages.media import extract_audio
 
 from .conftest import SPEECH_ANGRY, SPEECH_NEUTRAL
@@ -126,6 +126,17 @@ def test_opensmile_streams_a_long_clip_through_its_ring_buffer(feature_set, whee
     assert names == list(whole.columns)
     # Too short for one frame: NaN, as the wheel gives (the stage rejects it by name).
     assert np.isnan(audio.opensmile_functionals(waveform[:100], 16000, feature_set)[0]).all()
+
+
+def test_opensmile_stage_writes_compare_features_and_their_names(tmp_path):
+    # ComParE's 6,373 names are more than an HDF5 attribute holds: the cache keeps a dataset.
+    assert extract_audio("angry", str(SPEECH_ANGRY), tmp_path / "audio.h5", 16000, -60) == ""
+    assert opensmile("angry", tmp_path / "audio.h5", tmp_path / "smile.h5", "ComParE_2016") == ""
+    values, names = audio.opensmile_functionals(media.audio(SPEECH_ANGRY), 16000, "ComParE_2016")
+    with h5py.File(tmp_path / "smile.h5") as f:
+        np.testing.assert_array_equal(f["features"][()], values)
+        assert list(f["feature_names"].asstr()[()]) == names
+        assert f.attrs["feature_set"] == "ComParE_2016" and f.attrs["error"] == ""
 
 
 def test_an_unknown_opensmile_feature_set_names_the_known_ones():

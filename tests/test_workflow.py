@@ -255,6 +255,7 @@ def test_spectrograms_and_opensmile_content(project, qc):
         with h5py.File(work / "results" / "opensmile" / f"{clip}.h5") as f:
             features = f["features"][()]
             assert f.attrs["feature_set"] == "ComParE_2016"  # the cpu preset's svm_features
+            assert f["feature_names"].asstr()[0] == "audspec_lengthL1norm_sma_range"
         assert features.shape == (6373,) and np.isfinite(features).all()
 
 

@@ -116,8 +116,10 @@ def opensmile(
             )
         with cache.atomic_h5(out, clip) as f:
             f.create_dataset("features", data=values)
+            # A dataset, not an attribute: ComParE's 6,373 names exceed HDF5's 64 kB limit
+            # on an attribute.
+            f.create_dataset("feature_names", data=names, dtype=h5py.string_dtype())
             f.attrs.update(
-                feature_names=names,
                 feature_set=feature_set,
                 silent=meta["silent"],
                 note=meta["note"],
