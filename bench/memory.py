@@ -14,8 +14,9 @@ process of the command (``/usr/bin/time``'s maximum RSS: the Python process, ffm
 smaller), and the proportional set size (PSS) of the command and everything it starts
 (ffmpeg), summed and sampled every 50 ms: roughly what a cluster's memory limit counts.
 PSS, not RSS: a process forked to start ffmpeg shares its parent's pages until it execs,
-and RSS would count them twice. A stage's child also prints its RSS once torch and msff
-are imported (a floor no stage can go below).
+and RSS would count them twice. A stage's child also prints its RSS once msff (and torch,
+for the face stages) is imported as its rule's script imports it: a floor the stage
+cannot go below.
 
 With ``--predict RESULTS`` (a finished workflow run's results folder), ``python -m msff
 predict`` runs on each long video too. The goal (issue 17): flat in length, at most 1.5 GB.
@@ -41,17 +42,26 @@ SAMPLE_S = 0.05
 
 
 def child(stage: str, spec_path: str) -> None:
-    """One stage on one video, as its rule runs it; prints its RSS after the imports."""
+    """One stage on one video, as its rule runs it; prints its RSS after the imports.
+
+    The child imports what the stage's rule script imports, no more: the audio stages do
+    not import torch (the face stages do, and set its threads as their rule does).
+    """
     import resource
 
     from msff import config
-    from msff.devices import set_cpu_threads
-    from msff.stages.audio import opensmile, spectrograms
-    from msff.stages.faces import align_faces
-    from msff.stages.media import extract_audio, extract_frames
 
     spec = json.loads(Path(spec_path).read_text())
-    set_cpu_threads(spec["threads"])
+    if stage in ("extract_frames", "align_faces"):
+        from msff.devices import set_cpu_threads
+        from msff.stages.faces import align_faces
+        from msff.stages.media import extract_frames
+
+        set_cpu_threads(spec["threads"])
+    elif stage == "extract_audio":
+        from msff.stages.media import extract_audio
+    else:
+        from msff.stages.audio import opensmile, spectrograms
     preset = config.preset(config.load(REPO / "config.yaml") | {"preset": spec["preset"]})
     work, video = Path(spec["work"]), spec["video"]
     imported = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

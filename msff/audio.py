@@ -244,6 +244,19 @@ channels=\cm[channels{1}:channel size]
 """
 
 
+# The levels the clip-level functionals read (the LLDs and their deltas: ``bufferModeConf``
+# of the wheel's configs) hold the whole clip. The wheel's BufferMode.conf.inc lets them
+# grow by reallocation, which peaks at twice what they hold; sized to the clip's frames
+# (one every 10 ms in both sets, plus a margin) they are allocated once: the same values,
+# ~230 MB less for an hour of speech with ComParE (bench/README.md, memory).
+LLD_BUFFER = r"""
+writer.levelconf.growDyn = 0
+writer.levelconf.isRb = 0
+writer.levelconf.nT = \cm[lldFrames{1000}:frames of the levels the clip-level functionals read]
+"""
+LLD_STEP_S = 0.010
+LLD_MARGIN = 64
+
 # The openSMILE feature sets the opensmile stage can compute (config: the preset's
 # ``svm_features``), each as the wheel ships it (``{set}.conf`` under its config folder) less
 # its LLD output levels (copies of every 10-ms LLD frame for an LLD sink that the
@@ -302,6 +315,12 @@ def _streamed_input_file() -> str:
 
 
 @cache
+def _lld_buffer_file() -> str:
+    """LLD_BUFFER as a file."""
+    return _config_file(LLD_BUFFER, "msff_opensmile_lld_")
+
+
+@cache
 def _extractor(feature_set: str):
     # Building the extractor costs more than running it on a clip: build it once.
     import opensmile
@@ -331,9 +350,10 @@ def opensmile_functionals(
     ``feature_set``: a key of ``FEATURE_SETS``, computed as the config the opensmile wheel
     ships (384 values for IS09_emotion, 6,373 for ComParE_2016). ``waveform``: an array or
     the cache's HDF5 dataset. It is streamed to openSMILE a block at a time (its wave level
-    a ring buffer: ``STREAMED_INPUT``), so memory does not grow with the clip's length; the
-    values are those of ``Smile.process_signal`` on the whole signal. A clip too short for
-    one frame gives NaN (as ``process_signal``).
+    a ring buffer: ``STREAMED_INPUT``); what grows with the clip's length is the LLD levels
+    the functionals read, allocated once at the clip's size (``LLD_BUFFER``). The values
+    are those of ``Smile.process_signal`` on the whole signal. A clip too short for one
+    frame gives NaN (as ``process_signal``).
     """
     from opensmile.core.config import config as smile_config
 
@@ -345,6 +365,8 @@ def opensmile_functionals(
         "sampleRate": sample_rate,
         "nBits": 16,
         "bufferSamples": 20 * sample_rate,
+        "bufferModeConf": _lld_buffer_file(),
+        "lldFrames": int(len(waveform) / (LLD_STEP_S * sample_rate)) + LLD_MARGIN,
     }
     rows: list[np.ndarray] = []
     smile = extractor._smile(options=options)

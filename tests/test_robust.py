@@ -267,8 +267,8 @@ def test_non_finite_opensmile_features_make_the_clip_unheard(tmp_path, monkeypat
     assert extract_audio("speech", str(SPEECH_NEUTRAL), audio_h5, 16000, -60) == ""
     real = msff.audio.opensmile_functionals
 
-    def with_nan(waveform, sample_rate):  # the real features, one made NaN
-        values, names = real(waveform, sample_rate)
+    def with_nan(waveform, sample_rate, feature_set):  # the real features, one made NaN
+        values, names = real(waveform, sample_rate, feature_set)
         values = values.copy()
         values[7] = np.nan
         return values, names
