@@ -495,48 +495,46 @@ def test_editing_c3d_reruns_only_c3d_and_what_reads_its_scores(full_run):
         os.utime(repo / "msff" / "models" / "c3d.py", (0, 0))  # older than every output
 
 
-def test_audio_cnn_lr_reruns_only_the_audio_cnn_and_what_reads_it(full_run):
-    repo, work, _ = full_run
+def planned_with_cpu_models(repo: Path, work: Path, **changed) -> set[str]:
+    """The rules a dry run would run with these values in the run's cpu preset models."""
     path = work / "config.yaml"
     original = path.read_text()
     config = yaml.safe_load(original)
-    config["presets"]["cpu"]["models"]["audio_cnn_lr"] = 3e-4
+    config["presets"]["cpu"]["models"].update(changed)
     path.write_text(yaml.safe_dump(config))
     try:
-        # Not fuse: this run's fusion.models leave the spectrogram model out.
-        assert planned(repo, work) == {
-            "finetune_audio_cnn",
-            "audio_features",
-            "train_blstm_audio",
-            "evaluate",
-            "plots",
-            "all",
-        }
+        return planned(repo, work)
     finally:
         path.write_text(original)
+
+
+def test_audio_cnn_lr_reruns_only_the_audio_cnn_and_what_reads_it(full_run):
+    repo, work, _ = full_run
+    # Not fuse: this run's fusion.models leave the spectrogram model out.
+    assert planned_with_cpu_models(repo, work, audio_cnn_lr=3e-4) == {
+        "finetune_audio_cnn",
+        "audio_features",
+        "train_blstm_audio",
+        "evaluate",
+        "plots",
+        "all",
+    }
 
 
 def test_svm_features_rerun_the_opensmile_stage_and_what_reads_it(full_run):
     repo, work, _ = full_run
-    path = work / "config.yaml"
-    original = path.read_text()
-    config = yaml.safe_load(original)
-    config["presets"]["cpu"]["models"].update(svm_features="ComParE_2016", svm_kernel="linear")
-    path.write_text(yaml.safe_dump(config))
-    try:
-        # The features of every audio clip (its shard jobs), the SVM, and what reads them.
-        assert planned(repo, work) == {
-            "opensmile",
-            "qc",
-            "svm_opensmile",
-            "fuse",
-            "evaluate",
-            "plots",
-            "submission",
-            "all",
-        }
-    finally:
-        path.write_text(original)
+    # The features of every audio clip (its shard jobs), the SVM, and what reads them.
+    changed = dict(svm_features="ComParE_2016", svm_kernel="linear")
+    assert planned_with_cpu_models(repo, work, **changed) == {
+        "opensmile",
+        "qc",
+        "svm_opensmile",
+        "fuse",
+        "evaluate",
+        "plots",
+        "submission",
+        "all",
+    }
 
 
 def test_predict_reproduces_the_fused_scores_of_the_workflow(full_run):
