@@ -100,14 +100,24 @@ def class_recall(table1: str | Path, out: str | Path):
 
 
 def fusion_weights(weights_json: str | Path, out: str | Path):
-    """The fusion weights searched on validation, beside each model's own val accuracy."""
+    """The fusion weights, beside each model's own val accuracy.
+
+    The title says which clips the weights were searched on (``searched_on`` of the
+    weights file: validation, or out-of-fold scores of train + val).
+    """
     record = json.loads(Path(weights_json).read_text())
     names = list(record["weights"])
     figure = _figure(10, 3.2)
     left, right = figure.subplots(1, 2)
     left.barh(names, [record["weights"][n] for n in names])
     left.set_xlim(0, 1)
-    left.set_title(f"fusion weights (val accuracy {record['val_accuracy']:.3f})")
+    searched = record.get("searched_on", "val")
+    n_searched = record.get("n_search_clips", record.get("n_val_clips", "?"))
+    left.set_title(
+        f"fusion weights, searched on {n_searched} {searched} clips "
+        f"(val accuracy {record['val_accuracy']:.3f})",
+        fontsize="medium",
+    )
     left.invert_yaxis()
     single = record.get("val_accuracy_per_model", {})
     right.barh(names, [single.get(n, float("nan")) for n in names], color="tab:orange")

@@ -167,7 +167,9 @@ def test_fusion_weights_and_qc_overview(outputs):
     drawn(out)
     bars = [p.get_width() for p in figure.axes[0].patches]
     assert bars == pytest.approx([record["weights"]["tiny_a"], record["weights"]["tiny_b"]])
-    assert f"{record['val_accuracy']:.3f}" in figure.axes[0].get_title()
+    title = figure.axes[0].get_title()
+    assert f"{record['val_accuracy']:.3f}" in title
+    assert f"searched on {record['n_search_clips']} {record['searched_on']} clips" in title
 
     out = outputs["folder"] / "qc.png"
     figure = plots.qc_overview(outputs["qc"], out)
