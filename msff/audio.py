@@ -276,6 +276,13 @@ FEATURE_SETS = {
         "is13_functionalsLLD;is13_functionalsDelta",
     ),
 }
+# ComParE's functionals read 130 LLD and delta tracks of the whole clip at its end: ~20 MB a
+# minute of speech (bench/README.md, memory). A clip longer than this is cut into equal
+# windows no longer than it, and its ComParE functionals are the mean of theirs, so memory
+# stays bounded whatever the length (bench/README.md, memory); a clip up to it (every clip
+# of the emotion data sets: seconds) gets the wheel's exact values. IS09 holds ~6 MB a
+# minute and always reads the whole clip, as the paper's baseline.
+WINDOW_S = {"ComParE_2016": 300.0}
 IS09_NAME = "IS09_emotion"
 FUNCTIONALS = r"""
 [componentInstances:cComponentManager]
@@ -342,6 +349,13 @@ def _extractor(feature_set: str):
     )
 
 
+def functional_windows(n_samples: int, sample_rate: int, feature_set: str) -> np.ndarray:
+    """The sample bounds of the windows whose functionals are averaged (one: the whole clip)."""
+    window = WINDOW_S.get(feature_set)
+    count = 1 if window is None else max(1, int(np.ceil(n_samples / (window * sample_rate))))
+    return np.linspace(0, n_samples, count + 1).astype(np.int64)
+
+
 def opensmile_functionals(
     waveform, sample_rate: int, feature_set: str = IS09_NAME
 ) -> tuple[np.ndarray, list[str]]:
@@ -352,12 +366,24 @@ def opensmile_functionals(
     the cache's HDF5 dataset. It is streamed to openSMILE a block at a time (its wave level
     a ring buffer: ``STREAMED_INPUT``); what grows with the clip's length is the LLD levels
     the functionals read, allocated once at the clip's size (``LLD_BUFFER``). The values
-    are those of ``Smile.process_signal`` on the whole signal. A clip too short for one
-    frame gives NaN (as ``process_signal``).
+    are those of ``Smile.process_signal`` on the whole signal, except for a ComParE clip
+    longer than ``WINDOW_S``: the mean over its windows (:func:`functional_windows`). A clip
+    too short for one frame gives NaN (as ``process_signal``).
     """
+    extractor = _extractor(feature_set)
+    bounds = functional_windows(len(waveform), sample_rate, feature_set)
+    windows = [
+        _window_functionals(extractor, waveform, start, stop, sample_rate)
+        for start, stop in zip(bounds[:-1], bounds[1:], strict=True)
+    ]
+    values = windows[0] if len(windows) == 1 else np.mean(windows, axis=0, dtype=np.float64)
+    return np.asarray(values, np.float32), list(extractor.feature_names)
+
+
+def _window_functionals(extractor, waveform, start: int, stop: int, sample_rate: int):
+    """The functionals of ``waveform[start:stop]``, streamed to openSMILE."""
     from opensmile.core.config import config as smile_config
 
-    extractor = _extractor(feature_set)
     # The options the wheel's Smile uses (sink, LLD buffers, full-input functionals), with
     # the streamed source in place of its growing one (opensmile==2.6.0, pinned).
     options = extractor._options() | {
@@ -366,7 +392,7 @@ def opensmile_functionals(
         "nBits": 16,
         "bufferSamples": 20 * sample_rate,
         "bufferModeConf": _lld_buffer_file(),
-        "lldFrames": int(len(waveform) / (LLD_STEP_S * sample_rate)) + LLD_MARGIN,
+        "lldFrames": int((stop - start) / (LLD_STEP_S * sample_rate)) + LLD_MARGIN,
     }
     rows: list[np.ndarray] = []
     smile = extractor._smile(options=options)
@@ -384,8 +410,9 @@ def opensmile_functionals(
     runner = threading.Thread(target=run, name="opensmile")
     runner.start()
     try:
-        for start in range(0, len(waveform), READ_BLOCK // 4):
-            block = np.asarray(waveform[start : start + READ_BLOCK // 4], np.float32) * 32768
+        for block_start in range(start, stop, READ_BLOCK // 4):
+            block_stop = min(stop, block_start + READ_BLOCK // 4)
+            block = np.asarray(waveform[block_start:block_stop], np.float32) * 32768
             data = block.astype(np.int16).tobytes()  # as Smile.process_signal converts
             while not smile.external_audio_source_write_data(
                 smile_config.EXTERNAL_SOURCE_COMPONENT, data
@@ -400,4 +427,4 @@ def opensmile_functionals(
     if failure:
         raise failure[0]
     values = rows[0] if rows else np.full(len(extractor.feature_names), np.nan)
-    return np.asarray(values, np.float32).reshape(-1), list(extractor.feature_names)
+    return np.asarray(values, np.float32).reshape(-1)

@@ -30,7 +30,8 @@ spectrogram ``images`` (R, K, size, size) uint8 (0 = top_db below the clip's pea
            ``segment_ms``, ``overlap``, ``silent``, ``spectrogram`` (stft or logmel),
            ``top_db``, ``window_ms``, ``hop_ms``; logmel also ``n_mels``, ``fmin`` and
            ``fmax`` when config sets one (else the scale's Nyquist frequency)
-opensmile  ``features`` (D,) float32, ``feature_names`` (D,) str; attr ``feature_set``
+opensmile  ``features`` (D,) float32, ``feature_names`` (D,) str; attrs ``feature_set``,
+           ``functional_windows`` (1, or the windows a long ComParE clip was averaged over)
 ========== =========================================================================
 
 One file per model, not per clip:

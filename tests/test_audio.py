@@ -139,6 +139,39 @@ def test_opensmile_stage_writes_compare_features_and_their_names(tmp_path):
         assert f.attrs["feature_set"] == "ComParE_2016" and f.attrs["error"] == ""
 
 
+def test_a_long_compare_clip_averages_its_windows_functionals(monkeypatch, tmp_path):
+    # ComParE holds ~20 MB a minute of speech: past WINDOW_S (5 minutes) a clip is cut into
+    # equal windows and their functionals averaged. Here the bound is 8 s, the clip 20 s.
+    import opensmile as wheel_module
+
+    monkeypatch.setitem(audio.WINDOW_S, "ComParE_2016", 8.0)
+    waveform = np.tile(media.audio(SPEECH_ANGRY), 6)[: 20 * 16000]
+    bounds = audio.functional_windows(len(waveform), 16000, "ComParE_2016")
+    assert list(bounds) == [0, 106666, 213333, 320000]  # three equal windows, none over 8 s
+    wheel = wheel_module.Smile(
+        wheel_module.FeatureSet.ComParE_2016, wheel_module.FeatureLevel.Functionals
+    )
+    expected = np.mean(
+        [
+            wheel.process_signal(waveform[a:b], 16000).to_numpy(np.float32).reshape(-1)
+            for a, b in zip(bounds[:-1], bounds[1:], strict=True)
+        ],
+        axis=0,
+        dtype=np.float64,
+    ).astype(np.float32)
+    values, _ = audio.opensmile_functionals(waveform, 16000, "ComParE_2016")
+    np.testing.assert_array_equal(values, expected)
+    # The stage records how many windows it averaged; IS09 always reads the whole clip.
+    h5 = tmp_path / "audio.h5"
+    with h5py.File(h5, "w") as f:
+        f["waveform"] = waveform
+        f.attrs.update(sample_rate=16000, silent=False, note="", error="")
+    assert opensmile("long", h5, tmp_path / "smile.h5", "ComParE_2016") == ""
+    with h5py.File(tmp_path / "smile.h5") as f:
+        assert f.attrs["functional_windows"] == 3
+    assert len(audio.functional_windows(len(waveform), 16000, "IS09_emotion")) == 2
+
+
 def test_an_unknown_opensmile_feature_set_names_the_known_ones():
     with pytest.raises(ConfigError, match="'GeMAPS' must be one of .*ComParE_2016"):
         audio.opensmile_functionals(media.audio(SPEECH_ANGRY), 16000, "GeMAPS")

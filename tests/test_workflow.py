@@ -254,9 +254,10 @@ def test_spectrograms_and_opensmile_content(project, qc):
         assert abs(len(starts) - int((seconds - 0.3) / 0.15 + 1)) <= 1
         with h5py.File(work / "results" / "opensmile" / f"{clip}.h5") as f:
             features = f["features"][()]
-            assert f.attrs["feature_set"] == "IS09_emotion"  # the cpu preset's svm_features
-            assert len(f["feature_names"]) == 384
-        assert features.shape == (384,) and np.isfinite(features).all()
+            assert f.attrs["feature_set"] == "ComParE_2016"  # the cpu preset's svm_features
+            assert f["feature_names"].asstr()[0] == "audspec_lengthL1norm_sma_range"
+            assert f.attrs["functional_windows"] == 1  # seconds long: the wheel's values
+        assert features.shape == (6373,) and np.isfinite(features).all()
 
 
 def test_adding_a_clip_runs_only_its_jobs(project):
@@ -524,7 +525,7 @@ def test_audio_cnn_lr_reruns_only_the_audio_cnn_and_what_reads_it(full_run):
 def test_svm_features_rerun_the_opensmile_stage_and_what_reads_it(full_run):
     repo, work, _ = full_run
     # The features of every audio clip (its shard jobs), the SVM, and what reads them.
-    changed = dict(svm_features="ComParE_2016", svm_kernel="linear")
+    changed = dict(svm_features="IS09_emotion", svm_kernel="rbf")  # the paper's
     assert planned_with_cpu_models(repo, work, **changed) == {
         "opensmile",
         "qc",

@@ -107,6 +107,7 @@ def opensmile(
     def work():
         with _waveform(audio_h5) as (waveform, meta):
             values, names = audio.opensmile_functionals(waveform, meta["sample_rate"], feature_set)
+            bounds = audio.functional_windows(len(waveform), meta["sample_rate"], feature_set)
         bad = np.flatnonzero(~np.isfinite(values))
         if len(bad):
             shown = ", ".join(str(names[i]) for i in bad[:5]) + (", ..." if len(bad) > 5 else "")
@@ -121,6 +122,8 @@ def opensmile(
             f.create_dataset("feature_names", data=names, dtype=h5py.string_dtype())
             f.attrs.update(
                 feature_set=feature_set,
+                # > 1: a long ComParE clip's functionals, the mean of its windows' (WINDOW_S).
+                functional_windows=len(bounds) - 1,
                 silent=meta["silent"],
                 note=meta["note"],
             )
