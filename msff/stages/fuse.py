@@ -85,23 +85,22 @@ def search_clips(
     classifier) and its rows are its own. The last item names the clips: ``"val"`` or
     ``"out_of_fold"``.
     """
-    if not out_of_fold:
-        val = _split(clips, "val")
-        if not val.any():
+    out_of_fold = out_of_fold or {}
+    if out_of_fold:
+        searched_on, pick = "out_of_fold", ~_split(clips, "test")
+    else:
+        searched_on, pick = "val", _split(clips, "val")
+        if not pick.any():
             raise ConfigError("fuse: the sheet has no validation clip to search the weights on")
-        picked = [c for c in clips if c["split"] == "val"]
-        searched = {name: matrix[val] for name, matrix in matrices.items()}
-        return searched, _truth(picked, classes), [c["speaker"] for c in picked], "val"
-    pool = np.array([c["split"] != "test" for c in clips])
-    picked = [c for c in clips if c["split"] != "test"]
+    picked = [c for c, keep in zip(clips, pick, strict=True) if keep]
     ids = [c["clip"] for c in picked]
     searched = {
         name: out_of_fold_scores(out_of_fold[name], ids, classes)
         if name in out_of_fold
-        else matrix[pool]
+        else matrix[pick]
         for name, matrix in matrices.items()
     }
-    return searched, _truth(picked, classes), [c["speaker"] for c in picked], "out_of_fold"
+    return searched, _truth(picked, classes), [c["speaker"] for c in picked], searched_on
 
 
 def fuse(
