@@ -88,9 +88,9 @@ use rule svm_opensmile as weighted_svm_opensmile with:
 
 rule class_weighting:
     input:
-        scores=lambda wildcards: [f"results/scores/{m}.tsv" for m in weighted_models()],
+        scores=lambda wildcards: [f"results/scores/{m}.tsv" for m in trained_models()],
         flipped=lambda wildcards: [
-            f"results/class_weighting/scores/{m}.tsv" for m in weighted_models()
+            f"results/class_weighting/scores/{m}.tsv" for m in trained_models()
         ],
         code=msff_code("msff.stages.weighting"),
     output:
@@ -106,8 +106,8 @@ rule class_weighting:
     resources:
         **SMALL_JOB_RESOURCES,
     params:
-        scores=lambda wildcards, input: dict(zip(weighted_models(), input.scores)),
-        flipped=lambda wildcards, input: dict(zip(weighted_models(), input.flipped)),
+        scores=lambda wildcards, input: dict(zip(trained_models(), input.scores)),
+        flipped=lambda wildcards, input: dict(zip(trained_models(), input.flipped)),
         clips=clip_records(),
         classes=CLASSES,
         weighted=config["train"]["class_weighted"],

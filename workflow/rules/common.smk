@@ -238,6 +238,11 @@ def model_names():
     return [model.name for model in MODELS]
 
 
+def trained_models():
+    """The run's trained models, which class weighting and the out-of-fold search retrain."""
+    return [m.name for m in MODELS if m.head != "zeroshot"]
+
+
 def provenance_files():
     """Trained network -> its provenance JSON (with its training history), from the registry."""
     return {
@@ -279,7 +284,7 @@ def out_of_fold_scores(wildcards=None):
     """Fused model -> its scores files of the out-of-fold trainings ({} when off)."""
     if OUT_OF_FOLD < 2:
         return {}
-    trained = [m.name for m in MODELS if m.name in FUSED and m.head != "zeroshot"]
+    trained = [name for name in trained_models() if name in FUSED]
     return {
         name: expand(
             f"results/out_of_fold/fold{{fold}}/scores/{name}.tsv",
@@ -372,8 +377,3 @@ def crossval_provenance(wildcards=None):
 # train.class_weighted flipped, and the models retrained with them (msff.config imports
 # no scikit-learn: the Snakefile is parsed by every run and every cluster job).
 FLIPPED = msff.config.class_weighting_flipped(HEADS)
-
-
-def weighted_models():
-    """The run's trained models (the zero-shot classifier trains nothing)."""
-    return [m.name for m in MODELS if m.head != "zeroshot"]
