@@ -152,8 +152,9 @@ def segment_batches(path: str | None, prepare, batch_size: int) -> Iterator[torc
     if not path:
         return
     with h5py.File(path, "r") as f:
-        images = f["images"]
+        # Inside the loop: a clip with an error cache has no images, and no rows to read.
         for row in scale_rows(f, train=False):
+            images = f["images"]
             for s in range(0, images.shape[1], batch_size):
                 yield prepare(images[row, s : s + batch_size])
 
