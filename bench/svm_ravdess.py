@@ -4,6 +4,7 @@ Run from the repository root::
 
     python bench/svm_ravdess.py [--data ../shared/data/ravdess_speech] [--config config.yaml]
         [--features IS09_emotion ComParE_2016] [--kernels rbf linear]
+        [--speaker-norm 0 10] [--speaker-clips 1 5 10]
 
 RAVDESS speech (actors 01-16, 960 clips), labels mapped by config ``labels.map`` (calm
 dropped: 832 clips, 7 classes). Four folds of four actors each (01-04, 05-08, 09-12,
@@ -15,6 +16,12 @@ kernel (``--kernels``, default rbf), two models on the same features and folds:
   the twelve training actors, calibrated probabilities; a clip's class is the argmax.
 - ``reference``: a plain StandardScaler + SVC(rbf, C=10, gamma="scale"), the baseline
   the msff model must match (about 46 % on IS09).
+
+``--speaker-norm`` k > 0 fits the msff model with speaker normalisation (k pseudo-clips of
+the typical speaker; :func:`msff.svm.standardise_by_speaker`), each test actor standardised
+over all of its clips. ``--speaker-clips`` n also scores each test actor as if the sheet held
+only n of its clips at a time: its clips are dealt at random (seeded) into groups of n, each
+group standardised over itself (one clip: a lone clip, as ``msff predict`` sees it).
 
 Prints a table per fold and overall for each combination, and the time taken.
 """
@@ -73,6 +80,8 @@ def main() -> None:
         "--features", nargs="+", default=[audio.IS09_NAME], choices=sorted(audio.FEATURE_SETS)
     )
     parser.add_argument("--kernels", nargs="+", default=["rbf"], choices=svm.KERNELS)
+    parser.add_argument("--speaker-norm", type=float, nargs="+", default=[0.0])
+    parser.add_argument("--speaker-clips", type=int, nargs="*", default=[])
     args = parser.parse_args()
     labels = config.load(args.config)["labels"]
     classes = labels["classes"]
@@ -87,33 +96,31 @@ def main() -> None:
         print(f"RAVDESS speech, actors 01-16, calm dropped: {len(y)} clips, {len(classes)} classes")
         print(f"{feature_set} features ({x.shape[1]}) of {len(y)} clips: {extract_s:.1f} s")
         for kernel in args.kernels:
-            result = run_folds(x, y, speakers, classes, kernel, args)
-            n = result["n test"]
-            pooled = {
-                col: float((result[col] * n).sum() / n.sum())
-                for col in ("msff", "reference", "majority")
-            }
-            print(
-                f"{feature_set}, {kernel} kernel; msff grid: C {args.c_grid}, gamma "
-                f"{args.gamma_grid}, {args.folds} inner folds"
-            )
-            print(result.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-            print(
-                "pooled over folds: msff {msff:.3f}  reference (rbf, C=10) {reference:.3f}  "
-                "majority {majority:.3f}".format(**pooled)
-            )
-            summary.append(
-                {"features": feature_set, "kernel": kernel, **pooled}
-                | {"fit s": float(result["fit s"].sum()), "extract s": extract_s}
-            )
+            for prior in args.speaker_norm:
+                result = run_folds(x, y, speakers, classes, kernel, prior, args)
+                n = result["n test"]
+                columns = ["msff", "reference", "majority"]
+                columns += [c for c in result if c.startswith("msff, ")]
+                pooled = {col: float((result[col] * n).sum() / n.sum()) for col in columns}
+                print(
+                    f"{feature_set}, {kernel} kernel, speaker_norm {prior:g}; msff grid: C "
+                    f"{args.c_grid}, gamma {args.gamma_grid}, {args.folds} inner folds"
+                )
+                print(result.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+                print("pooled over folds: " + "  ".join(f"{k} {v:.3f}" for k, v in pooled.items()))
+                summary.append(
+                    {"features": feature_set, "kernel": kernel, "speaker_norm": prior, **pooled}
+                    | {"fit s": float(result["fit s"].sum()), "extract s": extract_s}
+                )
     print()
     print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"{os.cpu_count()} cores")
 
 
-def run_folds(x, y, speakers, classes, kernel, args) -> pd.DataFrame:
+def run_folds(x, y, speakers, classes, kernel, prior, args) -> pd.DataFrame:
     """One row per fold of four test actors: msff's SVM, the reference, the majority rate."""
     rows = []
+    rng = np.random.default_rng(SEED)
     for k, test_actors in enumerate(FOLDS):
         test = np.isin(speakers, test_actors)
         train = ~test
@@ -128,9 +135,18 @@ def run_folds(x, y, speakers, classes, kernel, args) -> pd.DataFrame:
             args.gamma_grid,
             args.folds,
             kernel=kernel,
+            speaker_prior=prior,
         )
-        predicted = np.asarray(classes)[svm.predict_scores(fitted, x[test]).argmax(axis=1)]
+        scored = svm.predict_scores(fitted, x[test], speakers[test])
+        predicted = np.asarray(classes)[scored.argmax(axis=1)]
         fit_s = time.perf_counter() - t0
+        fewer = {}
+        for n in args.speaker_clips if prior > 0 else []:
+            groups = dealt(speakers[test], n, rng)
+            scored = svm.predict_scores(fitted, x[test], groups)
+            fewer[f"msff, {n} clips"] = float(
+                (np.asarray(classes)[scored.argmax(1)] == y[test]).mean()
+            )
         reference = svm.svm_pipeline(10.0, "scale").fit(x[train], y[train])
         majority = pd.Series(y[train]).value_counts().index[0]
         rows.append(
@@ -141,6 +157,7 @@ def run_folds(x, y, speakers, classes, kernel, args) -> pd.DataFrame:
                 "msff": float((predicted == y[test]).mean()),
                 "reference": float((reference.predict(x[test]) == y[test]).mean()),
                 "majority": float((y[test] == majority).mean()),
+                **fewer,
                 "C": fitted.C,
                 "gamma": fitted.gamma,
                 "inner cv": fitted.cv_accuracy,
@@ -149,6 +166,16 @@ def run_folds(x, y, speakers, classes, kernel, args) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def dealt(speakers: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """A group id per row: each speaker's rows dealt at random into groups of n."""
+    groups = np.empty(len(speakers), dtype=object)
+    for speaker in np.unique(speakers):
+        rows = rng.permutation(np.flatnonzero(speakers == speaker))
+        for k, row in enumerate(rows):
+            groups[row] = f"{speaker}/{k // n}"
+    return groups
 
 
 if __name__ == "__main__":

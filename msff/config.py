@@ -212,6 +212,7 @@ def head_arguments(config: dict) -> dict[str, dict]:
         ),
         "svm": dict(
             kernel=models["svm_kernel"],
+            speaker_norm=models["svm_speaker_norm"],
             c_grid=svm["c_grid"],
             gamma_grid=svm["gamma_grid"],
             folds=svm["folds"],

@@ -40,11 +40,14 @@ def svm_opensmile(
     folds: int,
     class_weighted: bool = False,
     kernel: str = "rbf",
+    speaker_norm: float = 0.0,
 ) -> None:
     """Fit on the training clips, write class scores of every clip of every split.
 
     ``clips`` are sheet records (clip, class, split, speaker). A clip with no usable
     audio (no stream, decoding error, silent track) gets the uniform row and a note.
+    ``speaker_norm`` > 0 standardises each speaker's features over its own heard clips,
+    whatever their split (:func:`msff.svm.standardise_by_speaker`).
     """
     started = time.time()
     features, notes = [], []
@@ -68,10 +71,15 @@ def svm_opensmile(
         folds=folds,
         class_weight="balanced" if class_weighted else None,
         kernel=kernel,
+        speaker_prior=speaker_norm,
     )
     rows = scores.uniform(len(clips), len(classes))
     if heard.any():
-        rows[heard] = svm.predict_scores(fitted, np.stack([f for f in features if f is not None]))
+        rows[heard] = svm.predict_scores(
+            fitted,
+            np.stack([f for f in features if f is not None]),
+            [clips[i]["speaker"] for i in np.flatnonzero(heard)],
+        )
     scores.write(
         out_scores, [c["clip"] for c in clips], [c["split"] for c in clips], rows, classes, notes
     )
@@ -106,6 +114,10 @@ def load(fitted_path: str | Path) -> svm.FittedSvm:
 
 
 def infer(fitted: svm.FittedSvm, opensmile_h5: str | Path) -> np.ndarray | None:
-    """Class probabilities of one clip; None when it cannot be heard."""
+    """Class probabilities of one clip; None when it cannot be heard.
+
+    With speaker normalisation the clip is a speaker of one clip: its statistics are
+    mostly the training speakers' typical ones.
+    """
     x, _ = _features(str(opensmile_h5))
     return None if x is None else svm.predict_scores(fitted, x[None])[0]
