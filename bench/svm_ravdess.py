@@ -18,7 +18,7 @@ kernel (``--kernels``, default rbf), two models on the same features and folds:
   the msff model must match (about 46 % on IS09).
 
 ``--speaker-norm`` k > 0 fits the msff model with speaker normalisation (k pseudo-clips of
-the typical speaker; :func:`msff.svm.standardise_by_speaker`), each test actor standardised
+the typical speaker; :mod:`msff.speakers`), each test actor standardised
 over all of its clips. ``--speaker-clips`` n also scores each test actor as if the sheet held
 only n of its clips at a time: its clips are dealt at random (seeded) into groups of n, each
 group standardised over itself (one clip: a lone clip, as ``msff predict`` sees it).

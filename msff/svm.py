@@ -23,14 +23,10 @@ Its class scores are probabilities whose argmax is the SVM's own decision:
     other folds' out-of-fold values.
 
 **Speaker normalisation** (``speaker_prior > 0``; the cpu preset's ``svm_speaker_norm``):
-before the scaler, each speaker's functionals are standardised by that speaker's own mean
-and variance over all of its clips (no labels are used, so a test speaker's clips may
-serve), which takes out what a voice adds to every clip (pitch range, loudness, timbre)
-and leaves how the clip departs from it. Both statistics are shrunk toward the training
-speakers' typical ones by ``speaker_prior`` pseudo-clips, so a speaker with a handful of
-clips is not standardised by noise: on RAVDESS a speaker's own full z-score with 10 clips
-lost 18 points to no normalisation, the shrunk one gained 5 (bench/README.md). A clip
-scored alone (``speakers`` not given) is a speaker of one clip.
+before the scaler, each speaker's functionals are standardised over that speaker's own
+clips, shrunk toward the typical training speaker (:mod:`msff.speakers`). The typical
+speaker's statistics are stored with the model; a clip scored alone (``speakers`` not
+given) is a speaker of one clip.
 
 Both methods' out-of-fold accuracy and log loss are recorded in ``FittedSvm.calibration_cv``
 and the provenance. Prediction needs only arrays (scaler, support vectors, dual
@@ -57,6 +53,7 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
+from msff import speakers as speaker_norm
 from msff.errors import BadClipError, ConfigError
 
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
@@ -291,8 +288,8 @@ def fit_svm(
         raise ConfigError(f"speaker_prior={speaker_prior!r} must be 0 (off) or positive")
     typical = {}
     if speaker_prior > 0:
-        typical = typical_speaker(x, groups)
-        x = standardise_by_speaker(x, groups, typical, speaker_prior)
+        typical = speaker_norm.typical_speaker(x[:, None, :], groups)
+        x = _by_speaker(x, groups, typical, speaker_prior)
 
     splits = speaker_folds(y, groups, folds, seed)
     # A fold whose training speakers hold one class cannot fit an SVC: leave it out.
@@ -340,33 +337,9 @@ def fit_svm(
     )
 
 
-def typical_speaker(features: np.ndarray, speakers: np.ndarray) -> dict[str, np.ndarray]:
-    """The mean over speakers of each speaker's feature means and (population) variances."""
-    names = np.unique(speakers)
-    means = np.stack([features[speakers == s].mean(axis=0) for s in names])
-    variances = np.stack([features[speakers == s].var(axis=0) for s in names])
-    return {"speaker_mean": means.mean(axis=0), "speaker_var": variances.mean(axis=0)}
-
-
-def standardise_by_speaker(
-    features: np.ndarray, speakers: np.ndarray, typical: dict[str, np.ndarray], prior: float
-) -> np.ndarray:
-    """Each speaker's rows less its mean, over its standard deviation, both shrunk.
-
-    A speaker of ``n`` rows gets mean ``(n * own + prior * typical) / (n + prior)``, and
-    its variance likewise; a feature of zero variance is left unscaled (as StandardScaler
-    does).
-    """
-    out = np.empty_like(features)
-    for speaker in np.unique(speakers):
-        rows = speakers == speaker
-        own, n = features[rows], int(rows.sum())
-        mean = (n * own.mean(axis=0) + prior * typical["speaker_mean"]) / (n + prior)
-        variance = (n * own.var(axis=0) + prior * typical["speaker_var"]) / (n + prior)
-        scale = np.sqrt(variance)
-        scale[scale == 0] = 1.0
-        out[rows] = (own - mean) / scale
-    return out
+def _by_speaker(features: np.ndarray, speakers: Sequence, typical: dict, prior: float):
+    """Rows standardised by their speaker's shrunk statistics (:mod:`msff.speakers`)."""
+    return np.concatenate(speaker_norm.standardise(features[:, None, :], speakers, typical, prior))
 
 
 def predict_scores(
@@ -402,7 +375,7 @@ def predict_scores(
         groups = np.arange(len(x)) if speakers is None else np.asarray(speakers, dtype=object)
         if len(groups) != len(x):
             raise ConfigError(f"{len(x)} feature rows and {len(groups)} speakers")
-        x = standardise_by_speaker(x, groups, arrays, fitted.speaker_prior)
+        x = _by_speaker(x, groups, arrays, fitted.speaker_prior)
     decision = decision_values(arrays, x, fitted.kernel)
     probabilities = _mapped(fitted.calibration, arrays, decision)
     scores = np.zeros((len(x), len(fitted.classes)))

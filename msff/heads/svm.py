@@ -47,7 +47,7 @@ def svm_opensmile(
     ``clips`` are sheet records (clip, class, split, speaker). A clip with no usable
     audio (no stream, decoding error, silent track) gets the uniform row and a note.
     ``speaker_norm`` > 0 standardises each speaker's features over its own heard clips,
-    whatever their split (:func:`msff.svm.standardise_by_speaker`).
+    whatever their split (:mod:`msff.speakers`).
     """
     started = time.time()
     features, notes = [], []

@@ -1,0 +1,87 @@
+"""Speaker normalisation: each speaker's features standardised over that speaker's own clips.
+
+A voice (or a face) adds something to every clip of its owner: pitch range, loudness,
+timbre, the shape of a face. Standardising each speaker's features by the speaker's own
+mean and variance over all of its clips takes that out and leaves how a clip departs
+from its speaker. No label is used, so the clips of a test speaker may serve: the
+sheet's ``speaker`` column groups them.
+
+A speaker with few clips would be standardised by noise (and by the emotions those few
+clips happen to show), so both statistics are shrunk toward the typical training
+speaker's by ``prior`` pseudo-clips: a speaker of ``n`` clips gets mean
+``(n * own + prior * typical) / (n + prior)``, its variance likewise. A clip scored
+alone (``msff predict``) is a speaker of one clip. On RAVDESS speech a speaker's own
+unshrunk statistics from 10 clips lost 18 accuracy points against no normalisation,
+the shrunk ones gained (bench/README.md, "Speaker normalisation").
+
+A clip is an (n_frames, width) array: one row (openSMILE functionals) or a sequence
+(a backbone's per-frame or per-segment features). A speaker's mean is the mean of its
+clips' means (each clip counts once, however long), its variance the mean over its clips
+of the mean squared deviation of their rows from that mean. A clip of no rows (no face
+found, nothing heard) plays no part and comes back as it was.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+
+def typical_speaker(clips: Sequence[np.ndarray], speakers: Sequence[str]) -> dict:
+    """The mean over speakers of each speaker's own mean and variance.
+
+    Returns ``{"speaker_mean": (width,), "speaker_var": (width,)}`` (float64), the
+    statistics a speaker with no clips of its own would get.
+    """
+    own = [_moments(group) for group in _grouped(clips, speakers).values()]
+    own = [moments for moments in own if moments is not None]
+    if not own:
+        raise ValueError("no speaker has a clip with features")
+    return {
+        "speaker_mean": np.mean([mean for mean, _ in own], axis=0),
+        "speaker_var": np.mean([var for _, var in own], axis=0),
+    }
+
+
+def standardise(
+    clips: Sequence[np.ndarray], speakers: Sequence[str], typical: dict, prior: float
+) -> list[np.ndarray]:
+    """Each clip less its speaker's shrunk mean, over the shrunk standard deviation.
+
+    ``speakers`` has one entry per clip; the clips of a speaker standardise each other.
+    A feature of zero variance is left unscaled (as StandardScaler does). float64 out.
+    """
+    out = [np.asarray(clip, np.float64) for clip in clips]
+    for indices in _grouped(range(len(clips)), speakers).values():
+        group = [out[i] for i in indices if len(out[i])]
+        if not group:
+            continue
+        mean, var = _moments(group)
+        n = len(group)
+        mean = (n * mean + prior * typical["speaker_mean"]) / (n + prior)
+        var = (n * var + prior * typical["speaker_var"]) / (n + prior)
+        scale = np.sqrt(var)
+        scale[scale == 0] = 1.0
+        for i in indices:
+            out[i] = (out[i] - mean) / scale
+    return out
+
+
+def _grouped(items: Sequence, speakers: Sequence[str]) -> dict:
+    if len(items) != len(speakers):
+        raise ValueError(f"{len(items)} clips and {len(speakers)} speakers")
+    groups: dict = {}
+    for item, speaker in zip(items, speakers, strict=True):
+        groups.setdefault(speaker, []).append(item)
+    return groups
+
+
+def _moments(clips: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray] | None:
+    """A speaker's mean (of its clips' means) and variance (of its rows about that mean)."""
+    clips = [np.asarray(c, np.float64) for c in clips if len(c)]
+    if not clips:
+        return None
+    mean = np.mean([c.mean(axis=0) for c in clips], axis=0)
+    var = np.mean([((c - mean) ** 2).mean(axis=0) for c in clips], axis=0)
+    return mean, var
