@@ -261,7 +261,7 @@ def train_models(clips, out, timer, prefix, cfg, heads, spectrograms, opensmile)
         str(out / "vgg19_blstm_audio.pt"),
         str(out / "vgg19_blstm_audio.json"),
         classes,
-        **heads["blstm"],
+        **heads["audio_blstm"],
         unseen_note=UNSEEN,
         config=cfg,
     )
@@ -286,7 +286,7 @@ def run_variant(name, overrides, cfg, args, table, done, preprocess_s) -> pd.Dat
     # The heads' arguments as the rules get them (common.smk's HEADS).
     heads = config.head_arguments(cfg)
     if args.epochs:
-        for head in ("audio_cnn", "blstm"):
+        for head in ("audio_cnn", "audio_blstm"):
             heads[head]["settings"]["epochs"] = args.epochs
     clips = table[["clip", "class", "split", "speaker"]].to_dict("records")
     folders = cache_folders(args.work, preset["audio"], preset["models"]["svm_features"])
@@ -380,7 +380,7 @@ def run_variant(name, overrides, cfg, args, table, done, preprocess_s) -> pd.Dat
         ids = sorted({c["speaker"] for c in clips if c["split"] == part})
         print(f"  {part}: actors {','.join(ids)}, {int((split == part).sum())} clips")
     print(f"preset {args.preset}: audio {json.dumps(preset['audio'])}")
-    for head in ("audio_cnn", "blstm", "svm"):
+    for head in ("audio_cnn", "audio_blstm", "svm"):
         print(f"  {head} {json.dumps(heads[head])}")
     print(f"machine: {platform.node()}, {os.cpu_count()} cores, torch {torch.__version__}, CPU")
     print(f"date: {time.strftime('%Y-%m-%d %H:%M %Z')}, load average {os.getloadavg()}")

@@ -276,7 +276,7 @@ def time_heads(
                 classes=classes,
                 unseen_note="no audio, or a silent track",
                 device=device,
-                **heads["blstm"],
+                **heads["audio_blstm"],
             ),
         )
         if not neural_only:

@@ -151,7 +151,7 @@ def predict(args: argparse.Namespace) -> None:
     table, frames, failed, unlabelled = [], [], 0, 0
     for path in tqdm(paths, desc="predict", unit="clip", file=sys.stderr, disable=None):
         try:
-            result = predictor(path, per_frame=args.per_frame is not None)
+            result = predictor(path, per_frame=args.per_frame is not None, speaker=args.speaker)
         except MsffError as exc:
             failed += 1
             print(f"{path}\terror: {exc}", flush=True)
@@ -248,6 +248,12 @@ def main(argv: list[str] | None = None) -> int:
         "--face-input",
         choices=["detect", "precropped"],
         help="how faces are found in these clips (default: the run's config face_input)",
+    )
+    p.add_argument(
+        "--speaker",
+        help="the speaker (actor, subject) of these clips as the run's sheet names them: the "
+        "run's speaker-normalised models use that speaker's statistics there (default: each "
+        "clip is a speaker of one clip)",
     )
     p.add_argument("--out", type=Path, help="also write a table of the clips (.tsv, .csv, .json)")
     p.add_argument(

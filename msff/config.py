@@ -168,6 +168,15 @@ def head_arguments(config: dict) -> dict[str, dict]:
             window=models["window"],
             stride=models["window_stride"],
             settings=settings,
+            speaker_norm=models["blstm_speaker_norm"]["face"],
+        ),
+        # The audio BLSTM: the same head, its own speaker normalisation.
+        "audio_blstm": dict(
+            hidden=models["blstm_hidden"],
+            window=models["window"],
+            stride=models["window_stride"],
+            settings=settings,
+            speaker_norm=models["blstm_speaker_norm"]["audio"],
         ),
         "c3d": dict(
             fc_width=models["fc_width"],

@@ -100,10 +100,10 @@ class BackbonePass:
     mean: np.ndarray
     rows: np.ndarray | None  # every item's class scores, when asked for (per frame)
 
-    def sequence_scores(self, loaded_blstm) -> np.ndarray | None:
+    def sequence_scores(self, loaded_blstm, speaker: str | None = None) -> np.ndarray | None:
         """The BLSTM's class scores over the pass's features, read window batch by batch."""
         with h5py.File(self.features_h5, "r") as f:
-            return blstm.infer(loaded_blstm, f["features"])
+            return blstm.infer(loaded_blstm, f["features"], speaker=speaker)
 
 
 def backbone_pass(batches, features_h5: Path, keep_rows: bool) -> BackbonePass | None:
@@ -163,11 +163,17 @@ class RunModels:
                 raise ConfigError(f"{name}: no prediction for a model of head {model.head!r}")
 
     def scores(
-        self, caches: dict[str, Path], classes: list[str], folder: Path, per_frame: bool = False
+        self,
+        caches: dict[str, Path],
+        classes: list[str],
+        folder: Path,
+        per_frame: bool = False,
+        speaker: str | None = None,
     ) -> tuple[dict[str, np.ndarray | None], list[dict]]:
         """Each model's class scores for one clip (None: cannot see it), and frame rows.
 
         ``folder``: where the backbone passes' features are written (a temporary one).
+        ``speaker``: the clip's speaker, for speaker-normalised models (see ``Predictor``).
         """
         out, passes, rows = {}, {}, []
         for name in self.names:
@@ -190,7 +196,7 @@ class RunModels:
                 elif model.head == "frame_cnn":
                     out[name] = passed.mean
                 else:
-                    out[name] = passed.sequence_scores(self.loaded[name])
+                    out[name] = passed.sequence_scores(self.loaded[name], speaker)
             elif model.head == "zeroshot":
                 out[name] = zeroshot.infer(self.loaded[name], cache_path)
             elif model.head == "c3d":
@@ -199,11 +205,11 @@ class RunModels:
                 cnn, sequence = self.loaded[name]
                 batches = audio_cnn.infer(cnn, cache_path)
                 passed = backbone_pass(batches, folder / f"{name}.h5", per_frame)
-                out[name] = None if passed is None else passed.sequence_scores(sequence)
+                out[name] = None if passed is None else passed.sequence_scores(sequence, speaker)
                 if per_frame and passed is not None:
                     rows += segment_rows(cache_path, "vgg19_audio_cnn", passed.rows, classes)
             else:  # svm
-                out[name] = svm.infer(self.loaded[name], cache_path)
+                out[name] = svm.infer(self.loaded[name], cache_path, speaker)
         return out, rows
 
 
@@ -356,13 +362,21 @@ class Predictor:
             registry.model(n).needs in ("spectrograms", "opensmile") for n in self.models.names
         )
 
-    def __call__(self, path: str | Path, per_frame: bool = False) -> Prediction:
-        """Label and fused class scores of one clip; which models could see it."""
+    def __call__(
+        self, path: str | Path, per_frame: bool = False, speaker: str | None = None
+    ) -> Prediction:
+        """Label and fused class scores of one clip; which models could see it.
+
+        ``speaker``: who speaks (or is filmed) in the clip, for the run's speaker-normalised
+        models (``svm_speaker_norm``, ``blstm_speaker_norm``): a speaker of the run's sheet
+        with 2 or more clips lends the clip its statistics there, so a clip of the run
+        gets the workflow's scores; any other clip is a speaker of one clip.
+        """
         path = Path(path)
         clip = sheet.clip_id(path)
         with tempfile.TemporaryDirectory() as tmp:
             caches, problems = _stages(path, clip, Path(tmp), self.cfg, audio=self.needs_audio)
-            probs, rows = self.models.scores(caches, self.classes, Path(tmp), per_frame)
+            probs, rows = self.models.scores(caches, self.classes, Path(tmp), per_frame, speaker)
         n = len(self.classes)
         names = self.models.names
         scores = [np.full(n, 1 / n) if probs[m] is None else probs[m] for m in names]

@@ -44,26 +44,53 @@ def typical_speaker(clips: Sequence[np.ndarray], speakers: Sequence[str]) -> dic
     }
 
 
-def standardise(
+def statistics(
     clips: Sequence[np.ndarray], speakers: Sequence[str], typical: dict, prior: float
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Each speaker's shrunk ``(mean, scale)`` over its clips that have rows.
+
+    ``speakers`` has one entry per clip. A speaker whose clips have no rows is left out.
+    """
+    out = {}
+    for speaker, group in _grouped(clips, speakers).items():
+        own = _moments(group)
+        if own is not None:
+            out[speaker] = shrunk(*own, sum(1 for c in group if len(c)), typical, prior)
+    return out
+
+
+def shrunk(
+    mean: np.ndarray, var: np.ndarray, n: int, typical: dict, prior: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """A speaker's ``(mean, scale)`` from its own moments over ``n`` clips, shrunk.
+
+    A feature of zero variance gets scale 1 (left unscaled, as StandardScaler does).
+    """
+    mean = (n * mean + prior * typical["speaker_mean"]) / (n + prior)
+    var = (n * var + prior * typical["speaker_var"]) / (n + prior)
+    scale = np.sqrt(var)
+    scale[scale == 0] = 1.0
+    return mean, scale
+
+
+def standardise(
+    clips: Sequence[np.ndarray],
+    speakers: Sequence[str],
+    typical: dict,
+    prior: float,
+    known: dict[str, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> list[np.ndarray]:
     """Each clip less its speaker's shrunk mean, over the shrunk standard deviation.
 
-    ``speakers`` has one entry per clip; the clips of a speaker standardise each other.
-    A feature of zero variance is left unscaled (as StandardScaler does). float64 out.
+    ``speakers`` has one entry per clip; the clips of a speaker standardise each other,
+    unless the speaker is in ``known`` (``statistics`` of a run, kept with its model):
+    then its statistics are those. float64 out.
     """
     out = [np.asarray(clip, np.float64) for clip in clips]
-    for indices in _grouped(range(len(clips)), speakers).values():
-        group = [out[i] for i in indices if len(out[i])]
-        if not group:
-            continue
-        mean, var = _moments(group)
-        n = len(group)
-        mean = (n * mean + prior * typical["speaker_mean"]) / (n + prior)
-        var = (n * var + prior * typical["speaker_var"]) / (n + prior)
-        scale = np.sqrt(var)
-        scale[scale == 0] = 1.0
-        for i in indices:
+    computed = statistics(out, speakers, typical, prior)
+    for i, speaker in enumerate(speakers):
+        if len(out[i]):
+            mean, scale = (known or {}).get(speaker) or computed[speaker]
             out[i] = (out[i] - mean) / scale
     return out
 

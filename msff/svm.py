@@ -337,9 +337,39 @@ def fit_svm(
     )
 
 
-def _by_speaker(features: np.ndarray, speakers: Sequence, typical: dict, prior: float):
+def _by_speaker(
+    features: np.ndarray, speakers: Sequence, typical: dict, prior: float, known=None
+) -> np.ndarray:
     """Rows standardised by their speaker's shrunk statistics (:mod:`msff.speakers`)."""
-    return np.concatenate(speaker_norm.standardise(features[:, None, :], speakers, typical, prior))
+    rows = features[:, None, :]
+    return np.concatenate(speaker_norm.standardise(rows, speakers, typical, prior, known))
+
+
+def remember_speakers(fitted: FittedSvm, features: np.ndarray, speakers: Sequence[str]) -> None:
+    """Keep the statistics of the run's speakers of 2 or more clips with the model.
+
+    :func:`predict_scores` then uses them for rows of those speakers, so a clip scored
+    alone as one of them (``msff predict --speaker``) gets what the workflow gave its
+    clips. A speaker of one clip needs nothing kept: alone, it gets the same.
+    """
+    x = _check_features(features)
+    groups = np.asarray(speakers, dtype=object)
+    names, counts = np.unique(groups, return_counts=True)
+    several = set(names[counts >= 2])
+    keep = np.isin(groups, list(several))
+    stats = speaker_norm.statistics(
+        x[keep][:, None, :], groups[keep], fitted.arrays, fitted.speaker_prior
+    )
+    ids = sorted(stats)
+    fitted.arrays["known_speakers"] = np.array(ids, dtype=str)
+    width = x.shape[1]
+    fitted.arrays["known_mean"] = np.array([stats[s][0] for s in ids]).reshape(-1, width)
+    fitted.arrays["known_scale"] = np.array([stats[s][1] for s in ids]).reshape(-1, width)
+
+
+def _known_speakers(arrays: dict) -> dict:
+    ids = arrays.get("known_speakers", [])
+    return {str(s): (arrays["known_mean"][k], arrays["known_scale"][k]) for k, s in enumerate(ids)}
 
 
 def predict_scores(
@@ -351,7 +381,8 @@ def predict_scores(
     fitted SVC's decision when ``fitted.calibration`` is ``"softmax"``. Computed from
     ``fitted.arrays`` alone, so a model read by :func:`load_svm` gives the same numbers.
     With speaker normalisation, ``speakers`` (one per row) groups the rows whose
-    statistics standardise each other; without it, each row is a speaker of one clip.
+    statistics standardise each other, or names a speaker :func:`remember_speakers` kept;
+    without it, each row is a speaker of one clip.
 
     Raises
     ------
@@ -375,7 +406,7 @@ def predict_scores(
         groups = np.arange(len(x)) if speakers is None else np.asarray(speakers, dtype=object)
         if len(groups) != len(x):
             raise ConfigError(f"{len(x)} feature rows and {len(groups)} speakers")
-        x = _by_speaker(x, groups, arrays, fitted.speaker_prior)
+        x = _by_speaker(x, groups, arrays, fitted.speaker_prior, _known_speakers(arrays))
     decision = decision_values(arrays, x, fitted.kernel)
     probabilities = _mapped(fitted.calibration, arrays, decision)
     scores = np.zeros((len(x), len(fitted.classes)))

@@ -80,7 +80,7 @@ def test_the_cpu_spectrogram_recipe_beats_the_majority_on_unseen_speakers(tmp_pa
     out = tmp_path / "blstm.tsv"
     train_blstm(
         features, clips, out, tmp_path / "blstm.pt", tmp_path / "blstm.json", CLASSES,
-        unseen_note="no audio", device="cpu", **heads["blstm"],
+        unseen_note="no audio", device="cpu", **heads["audio_blstm"],
     )  # fmt: skip
     table = scores.read(out, CLASSES)
     test = [c for c in clips if c["split"] == "test"]

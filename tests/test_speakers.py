@@ -8,7 +8,8 @@ import pandas as pd
 import pytest
 import soundfile
 
-from msff import speakers
+from msff import cache, config, scores, speakers
+from msff.heads import blstm
 
 from .conftest import DATA
 
@@ -16,20 +17,23 @@ SPEECH = DATA / "ravdess_speech"
 
 
 @pytest.fixture(scope="module")
-def sequences() -> tuple[list[np.ndarray], np.ndarray]:
-    """Per-frame log-mel bands (frames, 32) of 8 clips each of actors 01-03, and the actors."""
+def sequences(repo_config) -> tuple[list[np.ndarray], np.ndarray, list[str]]:
+    """Per-frame log-mel bands (frames, 32) of 8 clips each of actors 01-03 (calm dropped),
+    their actors and their classes."""
     table = pd.read_csv(SPEECH / "labels.csv", dtype=str)
-    table = table[table["speaker"].isin(["01", "02", "03"])].groupby("speaker").head(8)
+    table["class"] = [config.class_of(label, repo_config["labels"]) for label in table["label"]]
+    table = table[table["speaker"].isin(["01", "02", "03"]) & table["class"].notna()]
+    table = table.groupby("speaker").head(8)
     clips = []
     for path in table["path"]:
         waveform, rate = soundfile.read(SPEECH / path, dtype="float32")
         bands = librosa.feature.melspectrogram(y=waveform, sr=rate, n_mels=32, hop_length=320)
         clips.append(librosa.power_to_db(bands).T.astype(np.float64))
-    return clips, table["speaker"].to_numpy()
+    return clips, table["speaker"].to_numpy(), list(table["class"])
 
 
 def test_each_speaker_is_standardised_over_its_own_clips(sequences):
-    clips, actors = sequences
+    clips, actors, _ = sequences
     typical = speakers.typical_speaker(clips, actors)
     own = speakers.standardise(clips, actors, typical, prior=0.0)
     assert [c.shape for c in own] == [c.shape for c in clips]
@@ -45,7 +49,7 @@ def test_each_speaker_is_standardised_over_its_own_clips(sequences):
 
 
 def test_few_clips_lean_on_the_typical_speaker(sequences):
-    clips, actors = sequences
+    clips, actors, _ = sequences
     typical = speakers.typical_speaker(clips, actors)
     lone = clips[0]
     # A huge prior leaves the typical speaker's statistics alone.
@@ -60,7 +64,7 @@ def test_few_clips_lean_on_the_typical_speaker(sequences):
 
 
 def test_clips_without_rows_play_no_part(sequences):
-    clips, actors = sequences
+    clips, actors, _ = sequences
     typical = speakers.typical_speaker(clips, actors)
     empty = np.zeros((0, clips[0].shape[1]), np.float32)
     with_empty = speakers.standardise([*clips, empty], [*actors, "01"], typical, 5.0)
@@ -73,3 +77,41 @@ def test_clips_without_rows_play_no_part(sequences):
         speakers.typical_speaker([empty], ["01"])
     with pytest.raises(ValueError, match="24 clips and 3 speakers"):
         speakers.standardise(clips, ["01", "02", "03"], typical, 5.0)
+
+
+def test_blstm_keeps_its_speakers_for_predict(sequences, repo_config, tmp_path):
+    """train_blstm standardises by speaker; infer gives a clip of a kept speaker its scores."""
+    clips, actors, labels = sequences
+    classes = repo_config["labels"]["classes"]
+    records = [
+        dict(clip=f"c{i}", split="val" if a == "03" else "train", speaker=a, **{"class": c})
+        for i, (a, c) in enumerate(zip(actors, labels, strict=True))
+    ]
+    records[-1]["speaker"] = "04"  # a speaker of one clip
+    features = tmp_path / "logmel.h5"
+    cache.write_features(
+        features,
+        {"backbone": "logmel"},
+        [(r["clip"], c) for r, c in zip(records, clips, strict=True)],
+    )
+    out = {k: tmp_path / f"blstm.{k}" for k in ("tsv", "pt", "json")}
+    settings = dict(epochs=2, batch_size=8, lr=1e-3, optimizer="adam", seed=0)
+    blstm.train_blstm(
+        str(features), records, out["tsv"], out["pt"], out["json"], classes, settings,
+        hidden=8, window=8, stride=4, unseen_note="none", device="cpu", speaker_norm=5.0,
+    )  # fmt: skip
+    written = scores.read(out["tsv"], classes)
+    loaded = blstm.load(out["pt"])
+    assert loaded[1]["speaker_norm"] == 5.0
+    assert set(loaded[1]["speakers"]["known"]) == {"01", "02", "03"}  # not the lone 04
+    for record, clip in zip(records, clips, strict=True):
+        want = written.loc[record["clip"], classes].to_numpy(float)
+        got = blstm.infer(loaded, clip, speaker=record["speaker"])
+        np.testing.assert_allclose(got, want, atol=1e-5)  # the scores file's 6 digits
+    # Unnamed, a clip of actor 01 is a speaker of one clip: other statistics, other scores.
+    alone = blstm.infer(loaded, clips[0])
+    assert np.abs(alone - written.loc["c0", classes].to_numpy(float)).max() > 1e-4
+    # The lone speaker 04 needs nothing kept: alone, it is what it was in training.
+    np.testing.assert_allclose(
+        blstm.infer(loaded, clips[-1]), written.loc[records[-1]["clip"], classes], atol=1e-5
+    )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -241,6 +242,18 @@ def test_speaker_normalised_scores_group_by_speaker(speaker_normalised, speech, 
     loaded = svm.load_svm(tmp_path / "speakers.h5")
     assert loaded.speaker_prior == 5
     np.testing.assert_array_equal(svm.predict_scores(loaded, x, speakers), together)
+    # The run's speakers kept with the model: a row of actor 13 scored alone, named, gets
+    # what it got among its clips (msff predict --speaker); unnamed, it does not.
+    kept = copy.deepcopy(fitted)
+    svm.remember_speakers(kept, x, speakers)
+    assert sorted(kept.arrays["known_speakers"]) == ["13", "14"]
+    np.testing.assert_allclose(svm.predict_scores(kept, x[:1], ["13"]), together[:1], atol=1e-12)
+    assert not np.allclose(svm.predict_scores(kept, x[:1]), together[:1])
+    svm.save_svm(kept, tmp_path / "kept.h5")
+    np.testing.assert_array_equal(
+        svm.predict_scores(svm.load_svm(tmp_path / "kept.h5"), x[:1], ["13"]),
+        svm.predict_scores(kept, x[:1], ["13"]),
+    )
     with pytest.raises(ConfigError, match="104 feature rows and 3 speakers"):
         svm.predict_scores(fitted, x, ["13", "13", "14"])
     with h5py.File(tmp_path / "speakers.h5", "a") as f:

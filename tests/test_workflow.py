@@ -576,3 +576,14 @@ def test_predict_reproduces_the_fused_scores_of_the_workflow(full_run):
             frame_cnn.loc[clip, classes].to_numpy(float),
             atol=2e-3,
         )
+    # The cpu preset normalises the audio models' features by speaker: a clip of a speaker
+    # of the run (actor 01 has two clips) gets the workflow's scores when predict is told
+    # whose it is, and others (a speaker of one clip) when it is not.
+    predictor = Predictor(work / "results", cfg)
+    run_speaker = predictor(paths["speech_angry"], speaker="01")
+    alone = predictor(paths["speech_angry"])
+    want = fused.loc["speech_angry", classes].to_numpy(float)
+    got = np.array([run_speaker.scores[c] for c in classes])
+    np.testing.assert_allclose(got, want, atol=2e-3)
+    assert {"opensmile_svm", "vgg19_blstm_audio"} <= set(run_speaker.models_used)
+    assert np.abs(np.array([alone.scores[c] for c in classes]) - want).max() > 2e-3

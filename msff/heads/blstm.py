@@ -1,7 +1,10 @@
 """The 2-layer BLSTM over windows of a clip's feature sequence (face frames or segments).
 
 A clip's score is the mean of the softmax over its windows; a clip with no feature
-(no face found, nothing heard) gets the uniform row and a note.
+(no face found, nothing heard) gets the uniform row and a note. With ``speaker_norm`` > 0
+each speaker's feature sequences are standardised over that speaker's clips first
+(:mod:`msff.speakers`); the typical training speaker's statistics and those of every
+speaker of 2 or more clips are saved with the model, for ``infer``.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msff import cache
+from msff import cache, speakers
 from msff.datasets import FeatureWindows, windows
 from msff.devices import pick_device
 from msff.heads import common
@@ -35,13 +38,21 @@ def train_blstm(
     device: str = "auto",
     config: dict | None = None,
     checkpoint: str | Path | None = None,
+    speaker_norm: float = 0.0,
 ) -> None:
-    """The 2-layer BLSTM over windows of a clip's feature sequence."""
+    """The 2-layer BLSTM over windows of a clip's feature sequence.
+
+    ``speaker_norm`` > 0: each speaker's sequences standardised over its own clips (all
+    splits, no labels), shrunk toward the typical training speaker by that many clips.
+    """
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
     features, source = cache.read_features(features_h5, [c["clip"] for c in clips])
     common.check_finite_features(features, clips, features_h5, Path(out_model).stem)
     labels = common.labels(clips, classes)
+    normalised = None
+    if speaker_norm > 0:
+        features, normalised = by_speaker(features, clips, speaker_norm)
 
     def windowed(idx):
         return FeatureWindows([features[i] for i in idx], [labels[i] for i in idx], window, stride)
@@ -71,6 +82,7 @@ def train_blstm(
         classes=classes,
         features=str(features_h5),
         backbone=str(source.get("backbone")),
+        speaker_norm=speaker_norm,
     )
     common.keep(
         out_model,
@@ -83,36 +95,105 @@ def train_blstm(
         started,
         dev,
         {"features": str(source.get("weights"))},
+        arrays=normalised,
     )
 
 
+def by_speaker(
+    features: list[np.ndarray], clips: list[dict], prior: float
+) -> tuple[list[np.ndarray], dict]:
+    """The clips' sequences standardised by speaker, and the statistics ``infer`` needs.
+
+    The typical speaker is that of the training clips with features; the statistics of
+    every speaker of 2 or more clips with features are kept (a speaker of one clip gets the
+    same alone).
+    """
+    names = [c["speaker"] for c in clips]
+    train = [i for i, c in enumerate(clips) if c["split"] == "train" and len(features[i])]
+    if not train:
+        return features, {}
+    typical = speakers.typical_speaker([features[i] for i in train], [names[i] for i in train])
+    known = speakers.statistics(features, names, typical, prior)
+    with_rows = [n for f, n in zip(features, names, strict=True) if len(f)]
+    known = {s: stats for s, stats in known.items() if with_rows.count(s) >= 2}
+    out = speakers.standardise(features, names, typical, prior, known)
+    arrays = {
+        "typical_mean": torch.from_numpy(typical["speaker_mean"]),
+        "typical_var": torch.from_numpy(typical["speaker_var"]),
+        "known": {s: [torch.from_numpy(m), torch.from_numpy(v)] for s, (m, v) in known.items()},
+    }
+    return [f.astype(np.float32) for f in out], {"speakers": arrays}
+
+
 def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
-    """A trained BLSTM and its meta (``infer``'s first argument); it runs on the CPU."""
+    """A trained BLSTM and its meta (``infer``'s first argument); it runs on the CPU.
+
+    A speaker-normalised model's meta also holds its speakers' statistics (``speakers``).
+    """
     saved = common.load(model_pt)
-    meta = saved["meta"]
+    meta = dict(saved["meta"])
     model = BLSTM(meta["input_dim"], meta["hidden"], 2, len(meta["classes"]))
     model.load_state_dict(saved["state_dict"])
+    if meta.get("speaker_norm"):
+        kept = saved["speakers"]
+        meta["speakers"] = {
+            "typical": {
+                "speaker_mean": kept["typical_mean"].numpy(),
+                "speaker_var": kept["typical_var"].numpy(),
+            },
+            "known": {s: (m.numpy(), v.numpy()) for s, (m, v) in kept["known"].items()},
+        }
     return model.eval(), meta
 
 
-def infer(loaded: tuple[BLSTM, dict], features, batch_windows: int = 256) -> np.ndarray | None:
+def infer(
+    loaded: tuple[BLSTM, dict], features, batch_windows: int = 256, speaker: str | None = None
+) -> np.ndarray | None:
     """Class probabilities of one clip from its feature sequence; None when it has none.
 
     ``features``: (n, width) array-like, an HDF5 dataset too; rounded to float16 first,
     as the workflow stores them. Windows are read and scored ``batch_windows`` at a
-    time, so memory does not grow with the clip's length.
+    time, so memory does not grow with the clip's length. A speaker-normalised model
+    standardises the clip by ``speaker``'s statistics in the run when it kept them, else
+    as a speaker of one clip (its own moments, shrunk).
     """
     model, meta = loaded
     index = windows(len(features), meta["window"], meta["stride"])
     if not index:
         return None
+    mean, scale = _speaker_statistics(meta, features, speaker)
     total = torch.zeros(model.num_classes, dtype=torch.float64)
     for s in range(0, len(index), batch_windows):
         part = index[s : s + batch_windows]
         low = min(int(w.min()) for w in part)
         block = np.asarray(features[low : max(int(w.max()) for w in part) + 1])
         block = block.astype(np.float16).astype(np.float32)
+        if mean is not None:
+            block = ((block - mean) / scale).astype(np.float32)  # as train_blstm's
         batch = torch.from_numpy(np.stack([block[w - low] for w in part]))
         with torch.no_grad():
             total += torch.softmax(model(batch), 1).sum(0).double()
     return (total / len(index)).float().numpy()
+
+
+def _speaker_statistics(meta: dict, features, speaker: str | None, chunk: int = 4096):
+    """``(mean, scale)`` to standardise a clip by, or ``(None, None)`` without normalisation.
+
+    A speaker the model kept gives its statistics; otherwise the clip's own moments, read
+    ``chunk`` rows at a time in two passes (memory does not grow with its length), shrunk
+    as for a speaker of one clip.
+    """
+    kept = meta.get("speakers")
+    if not kept:
+        return None, None
+    if speaker in kept["known"]:
+        return kept["known"][speaker]
+    n = len(features)
+
+    def rows():
+        for s in range(0, n, chunk):
+            yield np.asarray(features[s : s + chunk]).astype(np.float16).astype(np.float64)
+
+    mean = sum(r.sum(axis=0) for r in rows()) / n
+    var = sum(((r - mean) ** 2).sum(axis=0) for r in rows()) / n
+    return speakers.shrunk(mean, var, 1, kept["typical"], meta["speaker_norm"])

@@ -50,10 +50,14 @@ def check_finite_features(
             )
 
 
-def save(path: str | Path, model: torch.nn.Module, meta: dict) -> None:
-    """Write a trained model's state dict and what rebuilds it, atomically."""
+def save(path: str | Path, model: torch.nn.Module, meta: dict, arrays: dict | None = None) -> None:
+    """Write a trained model's state dict and what rebuilds it, atomically.
+
+    ``arrays``: more entries beside them (tensors, in dicts and lists), e.g. what a
+    speaker-normalised BLSTM keeps of its speakers; not in the provenance.
+    """
     with cache.atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+        torch.save({"state_dict": model.state_dict(), "meta": meta, **(arrays or {})}, tmp)
 
 
 def load(path: str | Path) -> dict:
@@ -73,9 +77,10 @@ def keep(
     dev,
     weights: dict,
     extra: dict | None = None,
+    arrays: dict | None = None,
 ) -> None:
-    """Save a trained model and write its provenance beside it."""
-    save(out_model, model, meta)
+    """Save a trained model (``arrays`` beside it: :func:`save`) and its provenance."""
+    save(out_model, model, meta, arrays)
     write_provenance(
         out_provenance,
         config=config or {},

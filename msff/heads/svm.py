@@ -75,11 +75,11 @@ def svm_opensmile(
     )
     rows = scores.uniform(len(clips), len(classes))
     if heard.any():
-        rows[heard] = svm.predict_scores(
-            fitted,
-            np.stack([f for f in features if f is not None]),
-            [clips[i]["speaker"] for i in np.flatnonzero(heard)],
-        )
+        x_heard = np.stack([f for f in features if f is not None])
+        heard_speakers = [clips[i]["speaker"] for i in np.flatnonzero(heard)]
+        if speaker_norm:
+            svm.remember_speakers(fitted, x_heard, heard_speakers)
+        rows[heard] = svm.predict_scores(fitted, x_heard, heard_speakers)
     scores.write(
         out_scores, [c["clip"] for c in clips], [c["split"] for c in clips], rows, classes, notes
     )
@@ -113,11 +113,16 @@ def load(fitted_path: str | Path) -> svm.FittedSvm:
     return svm.load_svm(fitted_path)
 
 
-def infer(fitted: svm.FittedSvm, opensmile_h5: str | Path) -> np.ndarray | None:
+def infer(
+    fitted: svm.FittedSvm, opensmile_h5: str | Path, speaker: str | None = None
+) -> np.ndarray | None:
     """Class probabilities of one clip; None when it cannot be heard.
 
-    With speaker normalisation the clip is a speaker of one clip: its statistics are
-    mostly the training speakers' typical ones.
+    With speaker normalisation, a ``speaker`` of the run (2 or more clips) lends the clip
+    its statistics there; otherwise the clip is a speaker of one clip, standardised mostly
+    by the typical training speaker's statistics.
     """
     x, _ = _features(str(opensmile_h5))
-    return None if x is None else svm.predict_scores(fitted, x[None])[0]
+    if x is None:
+        return None
+    return svm.predict_scores(fitted, x[None], None if speaker is None else [speaker])[0]

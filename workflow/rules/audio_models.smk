@@ -92,7 +92,7 @@ rule train_blstm_audio:
     params:
         clips=clip_records(),
         classes=CLASSES,
-        args=HEADS["blstm"],
+        args=HEADS["audio_blstm"],
         unseen="no audio, or a silent track",
     script:
         "../scripts/train_blstm.py"

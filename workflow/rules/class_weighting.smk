@@ -66,7 +66,7 @@ use rule train_blstm_audio as weighted_train_blstm_audio with:
     params:
         clips=clip_records(),
         classes=CLASSES,
-        args=FLIPPED["blstm"],
+        args=FLIPPED["audio_blstm"],
         unseen="no audio, or a silent track",
 
 

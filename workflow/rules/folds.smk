@@ -130,5 +130,5 @@ use rule train_blstm_audio as fold_train_blstm_audio with:
     params:
         clips=fold_clips,
         classes=CLASSES,
-        args=HEADS["blstm"],
+        args=HEADS["audio_blstm"],
         unseen="no audio, or a silent track",
