@@ -23,9 +23,16 @@ found, nothing heard) plays no part and comes back as it was.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
+
+from msff.logs import log
+
+# Fewer clips than this for the median speaker: the normalisation costs accuracy
+# (bench/README.md, "Speaker normalisation": no loss from about 5 clips a speaker).
+FEW_CLIPS = 5
 
 
 def typical_speaker(clips: Sequence[np.ndarray], speakers: Sequence[str]) -> dict:
@@ -93,6 +100,23 @@ def standardise(
             mean, scale = (known or {}).get(speaker) or computed[speaker]
             out[i] = (out[i] - mean) / scale
     return out
+
+
+def warn_if_few_clips(speakers: Sequence[str], setting: str) -> None:
+    """Log a warning when the median speaker has fewer than ``FEW_CLIPS`` clips.
+
+    ``setting`` names the config key that turns the normalisation off.
+    """
+    counts = sorted(Counter(speakers).values())
+    if counts and counts[len(counts) // 2] < FEW_CLIPS:
+        log.warning(
+            "%s: the median speaker has %d clip(s) with features; speaker normalisation "
+            "pays from about %d (a clip alone loses accuracy): consider %s: 0",
+            setting,
+            counts[len(counts) // 2],
+            FEW_CLIPS,
+            setting,
+        )
 
 
 def _grouped(items: Sequence, speakers: Sequence[str]) -> dict:

@@ -115,3 +115,14 @@ def test_blstm_keeps_its_speakers_for_predict(sequences, repo_config, tmp_path):
     np.testing.assert_allclose(
         blstm.infer(loaded, clips[-1]), written.loc[records[-1]["clip"], classes], atol=1e-5
     )
+
+
+def test_a_sheet_of_lone_speakers_is_warned_about(caplog):
+    with caplog.at_level("WARNING", logger="msff"):
+        speakers.warn_if_few_clips(["1001", "1002", "1002", "1003"], "svm_speaker_norm")
+    assert "median speaker has 1 clip(s)" in caplog.text
+    assert "consider svm_speaker_norm: 0" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="msff"):
+        speakers.warn_if_few_clips(["01"] * 5 + ["02"] * 6, "svm_speaker_norm")
+    assert caplog.text == ""

@@ -115,6 +115,7 @@ def by_speaker(
     typical = speakers.typical_speaker([features[i] for i in train], [names[i] for i in train])
     known = speakers.statistics(features, names, typical, prior)
     with_rows = [n for f, n in zip(features, names, strict=True) if len(f)]
+    speakers.warn_if_few_clips(with_rows, "blstm_speaker_norm")
     known = {s: stats for s, stats in known.items() if with_rows.count(s) >= 2}
     out = speakers.standardise(features, names, typical, prior, known)
     arrays = {

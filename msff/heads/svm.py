@@ -9,7 +9,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from msff import cache, scores, svm
+from msff import cache, scores, speakers, svm
 from msff.errors import ConfigError
 from msff.logs import log
 
@@ -78,6 +78,7 @@ def svm_opensmile(
         x_heard = np.stack([f for f in features if f is not None])
         heard_speakers = [clips[i]["speaker"] for i in np.flatnonzero(heard)]
         if speaker_norm:
+            speakers.warn_if_few_clips(heard_speakers, "svm_speaker_norm")
             svm.remember_speakers(fitted, x_heard, heard_speakers)
         rows[heard] = svm.predict_scores(fitted, x_heard, heard_speakers)
     scores.write(
