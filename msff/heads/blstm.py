@@ -10,6 +10,7 @@ speaker of 2 or more clips are saved with the model, for ``infer``.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -113,11 +114,12 @@ def by_speaker(
     if not train:
         return features, {}
     typical = speakers.typical_speaker([features[i] for i in train], [names[i] for i in train])
-    known = speakers.statistics(features, names, typical, prior)
     with_rows = [n for f, n in zip(features, names, strict=True) if len(f)]
     speakers.warn_if_few_clips(with_rows, "blstm_speaker_norm")
-    known = {s: stats for s, stats in known.items() if with_rows.count(s) >= 2}
-    out = speakers.standardise(features, names, typical, prior, known)
+    clips_of = Counter(with_rows)
+    known = speakers.statistics(features, names, typical, prior)
+    known = {s: stats for s, stats in known.items() if clips_of[s] >= 2}
+    out = speakers.standardise(features, names, typical, prior)
     arrays = {
         "typical_mean": torch.from_numpy(typical["speaker_mean"]),
         "typical_var": torch.from_numpy(typical["speaker_var"]),
@@ -135,7 +137,7 @@ def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
     meta = dict(saved["meta"])
     model = BLSTM(meta["input_dim"], meta["hidden"], 2, len(meta["classes"]))
     model.load_state_dict(saved["state_dict"])
-    if meta.get("speaker_norm"):
+    if "speakers" in saved:  # speaker-normalised (and it had training features to do it)
         kept = saved["speakers"]
         meta["speakers"] = {
             "typical": {
