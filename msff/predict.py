@@ -9,7 +9,9 @@ audio, spectrograms, openSMILE), into a temporary folder, then its caches are sc
   those weights. The run's own config comes from its models' provenance, so the stages
   run as they did for the training clips. A model that cannot see the clip (no face
   found, no or silent audio) contributes uniform scores, as in the workflow, and is
-  reported as unable.
+  reported as unable. Speaker-normalised models (``svm_speaker_norm``,
+  ``blstm_speaker_norm``) standardise the clip by its speaker's statistics in the run when
+  ``speaker`` names one they kept, else as a speaker of one clip.
 - **without one**: the FER2013 network that ships with msff, whose own classifier has
   exactly the seven classes, scores the clip's faces zero-shot (nothing trained on the
   user's data; no audio model). Its scores are the mean over the clip's found faces.
