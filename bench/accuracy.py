@@ -65,13 +65,27 @@ def ckplus_caches(data: Path, work: Path, labels: dict, size: int) -> tuple[list
 
 
 def variant(text: str) -> tuple[str, dict]:
-    """``name:key=value,key=value`` -> (name, preset ``models`` overrides)."""
+    """``name:key=value,key=value`` -> (name, preset ``models`` overrides).
+
+    Values are YAML; a comma inside brackets or braces belongs to the value
+    (``blstm_speaker_norm={face: 0, audio: 5}``).
+    """
     name, _, items = text.partition(":")
     overrides = {}
-    for item in filter(None, items.split(",")):
+    for item in filter(None, _top_level_split(items)):
         key, value = item.split("=", 1)
         overrides[key] = yaml.safe_load(value)
     return name, overrides
+
+
+def _top_level_split(text: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += (char in "[{") - (char in "]}")
+        if char == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    return [*parts, text[start:]]
 
 
 def main() -> None:
