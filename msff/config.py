@@ -139,7 +139,8 @@ def check_label_map(labels: dict) -> None:
 def head_arguments(config: dict) -> dict[str, dict]:
     """The exact keyword arguments of each head's training stage, from config and its preset.
 
-    Keyed by head (``frame_cnn``, ``blstm``, ``c3d``, ``audio_cnn``, ``svm``); each rule
+    Keyed by head (``frame_cnn``, ``blstm`` for the face BLSTMs, ``audio_blstm``, ``c3d``,
+    ``audio_cnn``, ``svm``); each rule
     passes its head's entry as params, so a value changes only the rules that use it
     (``audio_cnn_lr`` reruns the spectrogram CNN, nothing of the face branch). ``settings``
     are :class:`msff.train.TrainSettings` fields: config ``train``, the preset's
@@ -154,6 +155,12 @@ def head_arguments(config: dict) -> dict[str, dict]:
         seed=config["seed"],
     )
     svm = config["svm"]
+    blstm = dict(
+        hidden=models["blstm_hidden"],
+        window=models["window"],
+        stride=models["window_stride"],
+        settings=settings,
+    )
     return {
         "frame_cnn": dict(
             fc_width=models["fc_width"],
@@ -163,21 +170,9 @@ def head_arguments(config: dict) -> dict[str, dict]:
             flip_test=models["flip_test"],
             settings=dict(settings, backbone_lr=models["backbone_lr"]),
         ),
-        "blstm": dict(
-            hidden=models["blstm_hidden"],
-            window=models["window"],
-            stride=models["window_stride"],
-            settings=settings,
-            speaker_norm=models["blstm_speaker_norm"]["face"],
-        ),
+        "blstm": dict(blstm, speaker_norm=models["blstm_speaker_norm"]["face"]),
         # The audio BLSTM: the same head, its own speaker normalisation.
-        "audio_blstm": dict(
-            hidden=models["blstm_hidden"],
-            window=models["window"],
-            stride=models["window_stride"],
-            settings=settings,
-            speaker_norm=models["blstm_speaker_norm"]["audio"],
-        ),
+        "audio_blstm": dict(blstm, speaker_norm=models["blstm_speaker_norm"]["audio"]),
         "c3d": dict(
             fc_width=models["fc_width"],
             width=models["c3d_width"],

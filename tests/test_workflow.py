@@ -540,6 +540,23 @@ def test_svm_features_rerun_the_opensmile_stage_and_what_reads_it(full_run):
     }
 
 
+def test_speaker_normalisation_of_a_branch_reruns_its_blstms_only(full_run):
+    repo, work, _ = full_run
+    # The face BLSTMs' setting: the face BLSTM and what reads its scores, no audio model.
+    face_on = dict(blstm_speaker_norm={"face": 5, "audio": 5})
+    assert planned_with_cpu_models(repo, work, **face_on) == {
+        "train_blstm",
+        "fuse",
+        "evaluate",
+        "plots",
+        "submission",
+        "all",
+    }
+    audio_off = dict(blstm_speaker_norm={"face": 0, "audio": 0})
+    assert "train_blstm_audio" in planned_with_cpu_models(repo, work, **audio_off)
+    assert "train_blstm" not in planned_with_cpu_models(repo, work, **audio_off)
+
+
 def test_predict_reproduces_the_fused_scores_of_the_workflow(full_run):
     """msff predict runs the same stage and head code: a video and a CK+ frame folder."""
     _, work, rows = full_run
