@@ -228,13 +228,19 @@ class ZeroShot:
         self.model = load_fer2013(weights).eval()
 
     def scores(
-        self, caches: dict[str, Path], classes: list[str], folder: Path, per_frame: bool = False
+        self,
+        caches: dict[str, Path],
+        classes: list[str],
+        folder: Path,
+        per_frame: bool = False,
+        speaker: str | None = None,
     ) -> tuple[dict[str, np.ndarray | None], list[dict]]:
         """FER2013's class scores of the clip (None: no face found), and frame rows.
 
         Without frame rows only the scores' sum is kept (:func:`zeroshot.clip_scores`), so
         memory does not grow with the clip's length; with them, the one pass that gives the
-        rows gives the sum. ``folder`` is unused (no features are written).
+        rows gives the sum. ``folder`` and ``speaker`` are unused (no features are written;
+        nothing is normalised by speaker).
         """
         faces = caches.get("faces")
         if not faces:
