@@ -108,7 +108,9 @@ class FittedSvm:
         ``"rbf"`` or ``"linear"`` (gamma then plays no part).
     speaker_prior : float
         Pseudo-clips of the typical speaker in each speaker's statistics; 0: no speaker
-        normalisation (``arrays`` then hold ``speaker_mean`` and ``speaker_var`` too).
+        normalisation. Above 0, ``arrays`` also hold the typical speaker's ``speaker_mean``
+        and ``speaker_var``, and after :func:`remember_speakers` ``known_speakers``,
+        ``known_mean`` and ``known_scale``.
     """
 
     model: Pipeline | None
