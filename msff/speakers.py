@@ -67,6 +67,18 @@ def statistics(
     return out
 
 
+def kept_statistics(
+    clips: Sequence[np.ndarray], speakers: Sequence[str], typical: dict, prior: float
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``statistics`` of the speakers of 2 or more clips with rows: what a model keeps.
+
+    A speaker of one clip needs nothing kept: scored alone, it gets the same statistics.
+    """
+    clips_of = Counter(s for c, s in zip(clips, speakers, strict=True) if len(c))
+    several = [i for i, s in enumerate(speakers) if clips_of[s] >= 2]
+    return statistics([clips[i] for i in several], [speakers[i] for i in several], typical, prior)
+
+
 def shrunk(
     mean: np.ndarray, var: np.ndarray, n: int, typical: dict, prior: float
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -92,13 +104,16 @@ def standardise(
 
     ``speakers`` has one entry per clip; the clips of a speaker standardise each other,
     unless the speaker is in ``known`` (``statistics`` of a run, kept with its model):
-    then its statistics are those. float64 out.
+    then its statistics are those, and only the other speakers' are computed. float64 out.
     """
+    _check_lengths(clips, speakers)
     out = [np.asarray(clip, np.float64) for clip in clips]
-    computed = statistics(out, speakers, typical, prior)
+    known = known or {}
+    rest = [i for i, speaker in enumerate(speakers) if speaker not in known]
+    computed = statistics([out[i] for i in rest], [speakers[i] for i in rest], typical, prior)
     for i, speaker in enumerate(speakers):
         if len(out[i]):
-            mean, scale = (known or {}).get(speaker) or computed[speaker]
+            mean, scale = known[speaker] if speaker in known else computed[speaker]
             out[i] = (out[i] - mean) / scale
     return out
 
@@ -120,9 +135,13 @@ def warn_if_few_clips(speakers: Sequence[str], setting: str) -> None:
         )
 
 
-def _grouped(items: Sequence, speakers: Sequence[str]) -> dict:
+def _check_lengths(items: Sequence, speakers: Sequence[str]) -> None:
     if len(items) != len(speakers):
         raise ValueError(f"{len(items)} clips and {len(speakers)} speakers")
+
+
+def _grouped(items: Sequence, speakers: Sequence[str]) -> dict:
+    _check_lengths(items, speakers)
     groups: dict = {}
     for item, speaker in zip(items, speakers, strict=True):
         groups.setdefault(speaker, []).append(item)

@@ -355,12 +355,8 @@ def remember_speakers(fitted: FittedSvm, features: np.ndarray, speakers: Sequenc
     clips. A speaker of one clip needs nothing kept: alone, it gets the same.
     """
     x = _check_features(features)
-    groups = np.asarray(speakers, dtype=object)
-    names, counts = np.unique(groups, return_counts=True)
-    several = set(names[counts >= 2])
-    keep = np.isin(groups, list(several))
-    stats = speaker_norm.statistics(
-        x[keep][:, None, :], groups[keep], fitted.arrays, fitted.speaker_prior
+    stats = speaker_norm.kept_statistics(
+        x[:, None, :], list(speakers), fitted.arrays, fitted.speaker_prior
     )
     ids = sorted(stats)
     fitted.arrays["known_speakers"] = np.array(ids, dtype=str)

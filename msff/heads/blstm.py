@@ -10,7 +10,6 @@ speaker of 2 or more clips are saved with the model, for ``infer``.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -116,14 +115,12 @@ def by_speaker(
     typical = speakers.typical_speaker([features[i] for i in train], [names[i] for i in train])
     with_rows = [n for f, n in zip(features, names, strict=True) if len(f)]
     speakers.warn_if_few_clips(with_rows, "blstm_speaker_norm")
-    clips_of = Counter(with_rows)
-    known = speakers.statistics(features, names, typical, prior)
-    known = {s: stats for s, stats in known.items() if clips_of[s] >= 2}
-    out = speakers.standardise(features, names, typical, prior)
+    known = speakers.kept_statistics(features, names, typical, prior)
+    out = speakers.standardise(features, names, typical, prior, known)  # the rest computed
     arrays = {
         "typical_mean": torch.from_numpy(typical["speaker_mean"]),
         "typical_var": torch.from_numpy(typical["speaker_var"]),
-        "known": {s: [torch.from_numpy(m), torch.from_numpy(v)] for s, (m, v) in known.items()},
+        "known": {s: [torch.from_numpy(m), torch.from_numpy(sd)] for s, (m, sd) in known.items()},
     }
     return [f.astype(np.float32) for f in out], {"speakers": arrays}
 
@@ -144,7 +141,7 @@ def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
                 "speaker_mean": kept["typical_mean"].numpy(),
                 "speaker_var": kept["typical_var"].numpy(),
             },
-            "known": {s: (m.numpy(), v.numpy()) for s, (m, v) in kept["known"].items()},
+            "known": {s: (m.numpy(), sd.numpy()) for s, (m, sd) in kept["known"].items()},
         }
     return model.eval(), meta
 
