@@ -198,6 +198,7 @@ def head_arguments(config: dict) -> dict[str, dict]:
             mask_width=models["audio_cnn_masks"]["width"],
             quiet_db=models["audio_cnn_quiet_db"],
             dropout=models["audio_cnn_dropout"],
+            speaker_norm=models["audio_cnn_speaker_norm"],
             # Its own rate, batch, epochs and schedule: trained from scratch with Adam, the
             # 16-conv VGG-19 stays at chance at the rate that suits the shallow heads
             # (bench/README.md, audio); null takes the shared value.

@@ -301,6 +301,18 @@ def scale_rows(spectrograms: h5py.File, train: bool) -> np.ndarray:
     return np.arange(len(scales)) if train else np.flatnonzero(np.isclose(scales, 1.0))
 
 
+def recentred(images: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """uint8 spectrogram images (N, bands, time) less a band profile (bands,), about grey 128.
+
+    The speaker normalisation of the spectrogram CNN's input (``audio_cnn_speaker_norm``):
+    ``profile`` is the speaker's mean level of each band, so what stays is how a segment
+    departs from its speaker's usual spectrum; uint8 out, so the paper's noise and the
+    network's ``prepare`` see pixels as before.
+    """
+    shifted = images.astype(np.float32) - profile.astype(np.float32)[:, None] + 128
+    return np.clip(np.rint(shifted), 0, 255).astype(np.uint8)
+
+
 class SpectrogramSegments(Dataset):
     """Spectrogram segment images of the given clips, one item per (scale, segment).
 
@@ -309,7 +321,8 @@ class SpectrogramSegments(Dataset):
     scale 1.0 only. ``quiet_db``: leave out, in training only, the segments whose
     loudest pixel is more than this many dB under the clip's peak (pauses: black
     images that carry no emotion but a label); None keeps them all. ``prepare`` turns
-    uint8 images (N, H, W) into the network's tensors.
+    uint8 images (N, H, W) into the network's tensors. ``profiles``: per clip, None or
+    the (scales * bands) levels its images lose (:func:`recentred`) before noise.
     """
 
     def __init__(
@@ -323,8 +336,10 @@ class SpectrogramSegments(Dataset):
         seed: int = 0,
         augment: SpectrogramAugment | None = None,
         quiet_db: float | None = None,
+        profiles: Sequence[np.ndarray | None] | None = None,
     ):
         self.paths = [str(p) for p in spectrogram_h5]
+        self.profiles = list(profiles) if profiles is not None else [None] * len(self.paths)
         self.labels = list(labels)
         self.train, self.prepare = train, prepare
         self.augment = augment or SpectrogramAugment(gaussian_std, salt_pepper)
@@ -338,6 +353,8 @@ class SpectrogramSegments(Dataset):
                 if not len(use):
                     continue  # nothing to hear: the clip scores uniform
                 n_scales, n = f["images"].shape[:2]
+                if self.profiles[clip] is not None:  # one row of levels per rate scale
+                    self.profiles[clip] = np.reshape(self.profiles[clip], (n_scales, -1))
                 if self.memory is not None:
                     used_bytes += f["images"].nbytes
                     if used_bytes <= IN_MEMORY_BYTES:
@@ -365,6 +382,8 @@ class SpectrogramSegments(Dataset):
             image = self.memory[clip][scale, segment][None]
         else:
             image = self.open(self.paths[clip])["images"][scale, segment][None]
+        if self.profiles[clip] is not None:
+            image = recentred(image, self.profiles[clip][scale])
         if self.train:
             image = self.augment(image, self.rng)
         return self.prepare(image)[0], self.labels[clip]

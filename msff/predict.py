@@ -10,8 +10,9 @@ audio, spectrograms, openSMILE), into a temporary folder, then its caches are sc
   run as they did for the training clips. A model that cannot see the clip (no face
   found, no or silent audio) contributes uniform scores, as in the workflow, and is
   reported as unable. Speaker-normalised models (``svm_speaker_norm``,
-  ``blstm_speaker_norm``) standardise the clip by its speaker's statistics in the run when
-  ``speaker`` names one they kept, else as a speaker of one clip.
+  ``blstm_speaker_norm``, ``audio_cnn_speaker_norm``) standardise the clip by its
+  speaker's statistics in the run when ``speaker`` names one they kept, else as a speaker
+  of one clip.
 - **without one**: the FER2013 network that ships with msff, whose own classifier has
   exactly the seven classes, scores the clip's faces zero-shot (nothing trained on the
   user's data; no audio model). Its scores are the mean over the clip's found faces.
@@ -205,7 +206,7 @@ class RunModels:
                 out[name] = c3d.infer(self.loaded[name], cache_path)
             elif model.head == "audio_cnn":
                 cnn, sequence = self.loaded[name]
-                batches = audio_cnn.infer(cnn, cache_path)
+                batches = audio_cnn.infer(cnn, cache_path, speaker=speaker)
                 passed = backbone_pass(batches, folder / f"{name}.h5", per_frame)
                 out[name] = None if passed is None else passed.sequence_scores(sequence, speaker)
                 if per_frame and passed is not None:
@@ -376,9 +377,10 @@ class Predictor:
         """Label and fused class scores of one clip; which models could see it.
 
         ``speaker``: who speaks (or is filmed) in the clip, for the run's speaker-normalised
-        models (``svm_speaker_norm``, ``blstm_speaker_norm``): a speaker of the run's sheet
-        with 2 or more clips lends the clip its statistics there, so a clip of the run
-        gets the workflow's scores; any other clip is a speaker of one clip.
+        models (``svm_speaker_norm``, ``blstm_speaker_norm``, ``audio_cnn_speaker_norm``): a
+        speaker of the run's sheet with 2 or more clips lends the clip its statistics there,
+        so a clip of the run gets the workflow's scores; any other clip is a speaker of one
+        clip.
         """
         path = Path(path)
         clip = sheet.clip_id(path)

@@ -1,7 +1,11 @@
-"""Speaker normalisation on real RAVDESS speech: log-mel frame sequences of three actors."""
+"""Speaker normalisation on real RAVDESS speech: log-mel frame sequences of three actors,
+and the spectrogram CNN's input images."""
 
 from __future__ import annotations
 
+import shutil
+
+import h5py
 import librosa
 import numpy as np
 import pandas as pd
@@ -9,7 +13,10 @@ import pytest
 import soundfile
 
 from msff import cache, config, scores, speakers
-from msff.heads import blstm
+from msff.datasets import recentred
+from msff.heads import audio_cnn, blstm, common
+from msff.stages.audio import spectrograms as spectrogram_stage
+from msff.stages.media import extract_audio
 
 from .conftest import DATA
 
@@ -126,3 +133,129 @@ def test_a_sheet_of_lone_speakers_is_warned_about(caplog):
     with caplog.at_level("WARNING", logger="msff"):
         speakers.warn_if_few_clips(["01"] * 3 + ["02"] * 4 + ["03"], "svm_speaker_norm")
     assert caplog.text == ""
+
+
+@pytest.fixture(scope="module")
+def spectrogram_caches(repo_config, tmp_path_factory):
+    """The cpu preset's spectrogram caches of 4 clips each of actors 01 and 02 and one of
+    actor 03 (a speaker of one clip), as records of a sheet (01 trains, 02 validates)."""
+    cfg = dict(repo_config, preset="cpu")
+    audio = config.preset(cfg)["audio"]
+    args = {k: v for k, v in audio.items() if k not in ("sample_rate", "silence_dbfs")}
+    table = pd.read_csv(SPEECH / "labels.csv", dtype=str)
+    table["class"] = [config.class_of(label, repo_config["labels"]) for label in table["label"]]
+    table = table[table["class"].notna()]
+    table = pd.concat(
+        [table[table["speaker"] == "01"].head(4), table[table["speaker"] == "02"].head(4)]
+        + [table[table["speaker"] == "03"].head(1)]
+    )
+    folder = tmp_path_factory.mktemp("spectrograms")
+    records, caches = [], {}
+    for i, row in enumerate(table.itertuples()):
+        clip = f"c{i}"
+        wav = folder / f"{clip}.audio.h5"
+        assert extract_audio(clip, str(SPEECH / row.path), wav, audio["sample_rate"], -60) == ""
+        caches[clip] = str(folder / f"{clip}.h5")
+        assert spectrogram_stage(clip, wav, caches[clip], **args) == ""
+        split = "train" if row.speaker == "01" else "val"
+        records.append(dict(clip=clip, split=split, speaker=row.speaker, **{"class": row[-1]}))
+    return records, caches
+
+
+def test_spectrogram_images_lose_their_speakers_band_levels(spectrogram_caches, tmp_path):
+    """The CNN's input: each speaker's images less its mean band levels, about grey 128."""
+    records, caches = spectrogram_caches
+    profiles, kept = audio_cnn.speaker_profiles(records, caches, prior=0.0)
+    assert set(common.unpacked_speakers(kept["speakers"])["known"]) == {"01", "02"}
+
+    def recentred_clip(path, profile):
+        with h5py.File(path) as f:
+            images = f["images"][()]
+        levels = profile.reshape(images.shape[0], -1)
+        return np.stack([recentred(images[s], levels[s]) for s in range(len(images))])
+
+    def band_means(images):  # (scales, bands), as band_levels takes them
+        return images.astype(np.float64).mean(axis=(1, 3))
+
+    for actor in ("01", "02"):
+        mine = [i for i, r in enumerate(records) if r["speaker"] == actor]
+        raw = []
+        for i in mine:
+            with h5py.File(caches[records[i]["clip"]]) as f:
+                raw.append(band_means(f["images"][()]))
+        # A speaker's levels: the mean of its clips' band means (each clip counts once), the
+        # same for each of its clips.
+        for i in mine:
+            np.testing.assert_allclose(profiles[i], np.mean(raw, axis=0).ravel(), atol=1e-9)
+        levels = [band_means(recentred_clip(caches[records[i]["clip"]], profiles[i])) for i in mine]
+        # So over a speaker's clips every band sits at grey 128, up to the pixels that uint8
+        # clips at 0 (silence in a loud band): under a grey level on average.
+        assert np.abs(np.mean(levels, axis=0) - 128).mean() < 1.0
+    # A microphone that colours every clip of actor 01 (a band tilt of up to 12 grey
+    # levels, ~4 dB; upward, as silence at grey 0 would not go lower) changes its raw
+    # images, not what the CNN sees.
+    coloured, tilt = dict(caches), None
+    for r in records:
+        if r["speaker"] != "01":
+            continue
+        with h5py.File(caches[r["clip"]]) as f:
+            images = f["images"][()].astype(np.int16)
+        tilt = np.linspace(0, 12, images.shape[2]).round().astype(np.int16)
+        coloured[r["clip"]] = str(tmp_path / f"{r['clip']}.h5")
+        shutil.copy(caches[r["clip"]], coloured[r["clip"]])
+        with h5py.File(coloured[r["clip"]], "a") as f:
+            f["images"][...] = np.clip(images + tilt[None, None, :, None], 0, 255).astype(np.uint8)
+    tilted, _ = audio_cnn.speaker_profiles(records, coloured, prior=0.0)
+    for i, r in enumerate(records):
+        if r["speaker"] != "01":
+            continue
+        before = recentred_clip(caches[r["clip"]], profiles[i]).astype(int)
+        after = recentred_clip(coloured[r["clip"]], tilted[i]).astype(int)
+        with h5py.File(caches[r["clip"]]) as f:
+            raw = f["images"][()].astype(int)
+        unclipped = (raw + tilt[None, None, :, None] <= 255) & (before > 0) & (before < 255)
+        assert unclipped.mean() > 0.7
+        assert np.abs(after - before)[unclipped].max() <= 1  # rounding
+        assert np.abs(raw - before).mean() > 5  # and the normalisation did change the images
+
+
+def test_the_spectrogram_cnn_keeps_its_speakers_for_predict(
+    spectrogram_caches, repo_config, tmp_path
+):
+    """finetune_audio_cnn keeps its speakers' band levels; audio_features and infer use them."""
+    records, caches = spectrogram_caches
+    classes = repo_config["labels"]["classes"]
+    heads = config.head_arguments(dict(repo_config, preset="cpu"))
+    model = tmp_path / "cnn.pt"
+    settings = dict(heads["audio_cnn"]["settings"], epochs=1)
+    arguments = dict(heads["audio_cnn"], settings=settings, speaker_norm=5.0)
+    audio_cnn.finetune_audio_cnn(
+        records, caches, model, tmp_path / "cnn.json", classes, weights=None, device="cpu",
+        **arguments,
+    )  # fmt: skip
+    features = tmp_path / "features.h5"
+    audio_cnn.audio_features(model, records, caches, features, device="cpu")
+    loaded = audio_cnn.load(model)
+    assert loaded[1]["speaker_norm"] == 5.0
+    assert set(loaded[1]["speakers"]["known"]) == {"01", "02"}  # not the lone 03
+
+    def inferred(record, speaker):
+        parts = list(audio_cnn.infer(loaded, caches[record["clip"]], speaker=speaker))
+        return np.concatenate([f for f, _ in parts])
+
+    with h5py.File(features) as f:
+        written = {r["clip"]: f[r["clip"]][()].astype(np.float32) for r in records}
+    for r in records:  # the features file stores float16
+        got = inferred(r, r["speaker"]).astype(np.float16).astype(np.float32)
+        np.testing.assert_allclose(got, written[r["clip"]], rtol=2e-3, atol=2e-3)
+    # Unnamed, a clip of actor 02 is a speaker of one clip: its own levels, shrunk toward
+    # the typical (training) speaker 01's, grey levels away from 02's; other features.
+    first = next(r for r in records if r["speaker"] == "02")
+    path, meta = caches[first["clip"]], loaded[1]
+    alone, in_run = audio_cnn.clip_profile(meta, path), audio_cnn.clip_profile(meta, path, "02")
+    assert np.abs(alone - in_run).mean() > 1.0
+    assert not np.array_equal(inferred(first, None), inferred(first, "02"))
+    # The lone actor 03 needs nothing kept: alone, it is what it was in training.
+    last = records[-1]
+    got = inferred(last, None).astype(np.float16).astype(np.float32)
+    np.testing.assert_allclose(got, written[last["clip"]], rtol=2e-3, atol=2e-3)

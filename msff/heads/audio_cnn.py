@@ -7,6 +7,14 @@ audio_features      its fc7 features of every scale-1.0 segment of every clip ->
                     features file (:mod:`msff.cache` layout), the audio BLSTM's input
 infer               one clip's spectrograms -> fc7 features (the BLSTM's input) and
                     each segment's class probabilities, from one pass
+
+With ``speaker_norm`` > 0 every image first loses its speaker's mean level of each band
+(at its rate scale): the speaker's voice and microphone colour every clip's spectrum the
+same way, and the CNN should see how a segment departs from its speaker instead. A
+speaker's levels are the mean over all its clips in the sheet (every split, no label),
+shrunk toward the typical training speaker's by ``speaker_norm`` pseudo-clips
+(:mod:`msff.speakers`); the typical levels and those of every speaker of 2 or more clips
+are saved with the model, for ``audio_features`` and ``infer``.
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import h5py
 import numpy as np
 import torch
 
-from msff.datasets import SpectrogramAugment, SpectrogramSegments, scale_rows
+from msff import speakers
+from msff.datasets import SpectrogramAugment, SpectrogramSegments, recentred, scale_rows
 from msff.devices import pick_device
 from msff.heads import common
 from msff.models import vgg19
@@ -50,6 +59,7 @@ def finetune_audio_cnn(
     mask_width: float = 0.0,
     quiet_db: float | None = None,
     dropout: float = 0.5,
+    speaker_norm: float = 0.0,
     device: str = "auto",
     config: dict | None = None,
     checkpoint: str | Path | None = None,
@@ -60,7 +70,8 @@ def finetune_audio_cnn(
     (:func:`msff.models.vgg19.build`); ``freq_masks``, ``time_masks``, ``mask_width``:
     band masking beside the paper's noise (:class:`msff.datasets.SpectrogramAugment`);
     ``quiet_db``: training leaves out segments this many dB under the clip's peak;
-    ``dropout``: after fc6 and fc7.
+    ``dropout``: after fc6 and fc7; ``speaker_norm`` > 0: every image less its speaker's
+    band levels, shrunk by that many clips (the module's docstring).
     """
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
@@ -78,6 +89,9 @@ def finetune_audio_cnn(
     built = vgg19.build(len(classes), weights=weights, **architecture)
     labels = common.labels(clips, classes)
     paths = [spectrograms_h5.get(c["clip"], "") for c in clips]
+    profiles, kept = [None] * len(clips), None
+    if speaker_norm > 0:
+        profiles, kept = speaker_profiles(clips, spectrograms_h5, speaker_norm)
     noise_and_masks = (gaussian_std, salt_pepper, freq_masks, time_masks, mask_width)
     augment = SpectrogramAugment(*(noise_and_masks if settings.augment else ()))
 
@@ -91,6 +105,7 @@ def finetune_audio_cnn(
             seed=settings.seed,
             augment=augment,
             quiet_db=quiet_db,
+            profiles=[profiles[i] for i in idx],
         ), idx
 
     train_set, _ = segments(common.subset(clips, "train"), True)
@@ -104,6 +119,7 @@ def finetune_audio_cnn(
         classes=classes,
         weights=built.weights,
         pretrained=built.pretrained,
+        speaker_norm=speaker_norm,
     )
     common.keep(
         out_model,
@@ -121,13 +137,80 @@ def finetune_audio_cnn(
             "quiet_db": quiet_db,
             "training_segments": len(train_set),
         },
+        arrays=kept,
     )
 
 
+def band_levels(path: str | None, chunk: int = 256) -> np.ndarray:
+    """A clip's mean level of each band at each rate scale, as one row (1, scales * bands).
+
+    No rows when nothing can be heard (no cache, a recorded error, a silent track). Read
+    ``chunk`` segments at a time: memory does not grow with the clip's length.
+    """
+    if not path:
+        return np.zeros((0, 0))
+    with h5py.File(path, "r") as f:
+        if not len(scale_rows(f, train=True)):
+            return np.zeros((0, 0))
+        images = f["images"]  # (scales, segments, bands, time)
+        n_scales, n = images.shape[:2]
+        sums = np.zeros((n_scales, images.shape[2]))
+        for s in range(0, n, chunk):
+            sums += images[:, s : s + chunk].sum(axis=(1, 3), dtype=np.float64)
+        return (sums / (n * images.shape[3])).reshape(1, -1)
+
+
+def speaker_profiles(
+    clips: list[dict], spectrograms_h5: dict[str, str], prior: float
+) -> tuple[list[np.ndarray | None], dict | None]:
+    """Each clip's speaker's shrunk band levels (None: nothing heard), and what the model keeps.
+
+    The typical speaker is that of the training clips that can be heard; a speaker's
+    levels are the mean of its clips' (each clip counts once). Nothing is normalised when
+    no training clip can be heard.
+    """
+    own = [band_levels(spectrograms_h5.get(c["clip"])) for c in clips]
+    names = [c["speaker"] for c in clips]
+    train = [i for i, c in enumerate(clips) if c["split"] == "train" and len(own[i])]
+    if not train:
+        return [None] * len(clips), None
+    typical = speakers.typical_speaker([own[i] for i in train], [names[i] for i in train])
+    heard = [n for o, n in zip(own, names, strict=True) if len(o)]
+    speakers.warn_if_few_clips(heard, "audio_cnn_speaker_norm")
+    every = speakers.statistics(own, names, typical, prior)
+    known = speakers.kept_statistics(own, names, typical, prior)
+    profiles = [every[n][0] if len(o) else None for o, n in zip(own, names, strict=True)]
+    return profiles, {"speakers": common.packed_speakers(typical, known)}
+
+
+def clip_profile(meta: dict, path: str | None, speaker: str | None = None) -> np.ndarray | None:
+    """The band levels a clip's images lose: None when the model is not speaker-normalised.
+
+    A speaker the model kept gives its levels in the run; any other clip is a speaker of
+    one clip (its own levels, shrunk toward the typical speaker's).
+    """
+    kept = meta.get("speakers")
+    if not kept or not path:
+        return None
+    if speaker in kept["known"]:
+        return kept["known"][speaker][0]
+    own = band_levels(path)
+    if not len(own):
+        return None
+    return speakers.shrunk(
+        own[0], np.zeros(own.shape[1]), 1, kept["typical"], meta["speaker_norm"]
+    )[0]
+
+
 def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
-    """A trained spectrogram VGG from its file (the state dict holds every weight)."""
+    """A trained spectrogram VGG from its file (the state dict holds every weight).
+
+    A speaker-normalised model's meta also holds its speakers' band levels (``speakers``).
+    """
     saved = common.load(model_pt)
-    meta = saved["meta"]
+    meta = dict(saved["meta"])
+    if "speakers" in saved:
+        meta["speakers"] = common.unpacked_speakers(saved["speakers"])
     built = vgg19.build(
         len(meta["classes"]),
         meta["fc_width"],
@@ -144,10 +227,13 @@ def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
     return built, meta
 
 
-def segment_batches(path: str | None, prepare, batch_size: int) -> Iterator[torch.Tensor]:
+def segment_batches(
+    path: str | None, prepare, batch_size: int, profile: np.ndarray | None = None
+) -> Iterator[torch.Tensor]:
     """The clip's scale-1.0 segment images, prepared, batch by batch (none: nothing heard).
 
-    Read one batch at a time: memory does not grow with the clip's length.
+    Read one batch at a time: memory does not grow with the clip's length. ``profile``:
+    the (scales * bands) levels the images lose first (:func:`clip_profile`), or None.
     """
     if not path:
         return
@@ -156,7 +242,10 @@ def segment_batches(path: str | None, prepare, batch_size: int) -> Iterator[torc
         for row in scale_rows(f, train=False):
             images = f["images"]
             for s in range(0, images.shape[1], batch_size):
-                yield prepare(images[row, s : s + batch_size])
+                batch = images[row, s : s + batch_size]
+                if profile is not None:
+                    batch = recentred(batch, profile.reshape(images.shape[0], -1)[row])
+                yield prepare(batch)
 
 
 def audio_features(
@@ -170,15 +259,17 @@ def audio_features(
     """The fc7 features of every scale-1.0 segment of every clip that can be heard."""
     dev = pick_device(device)
     built, meta = rebuild(model_pt)
+
+    def batches(clip):
+        path = spectrograms_h5.get(clip["clip"])
+        profile = clip_profile(meta, path, clip["speaker"])
+        return segment_batches(path, built.prepare, batch_size, profile)
+
     common.write_features(
         out,
         clips,
         meta,
-        lambda clip: common.features(
-            built.model,
-            segment_batches(spectrograms_h5.get(clip["clip"]), built.prepare, batch_size),
-            dev,
-        ),
+        lambda clip: common.features(built.model, batches(clip), dev),
     )
 
 
@@ -190,15 +281,20 @@ def load(model_pt: str | Path, device: str = "cpu") -> tuple[Built, dict]:
 
 
 def infer(
-    loaded: tuple[Built, dict], spectrograms_h5: str | Path, batch_size: int = 64
+    loaded: tuple[Built, dict],
+    spectrograms_h5: str | Path,
+    batch_size: int = 64,
+    speaker: str | None = None,
 ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """fc7 features and class probabilities of a clip's scale-1.0 segments, batch by batch.
 
     One pass; the features are the audio BLSTM's input (``blstm.infer``). Nothing when
     nothing can be heard (no segment, or a silent track). Memory does not grow with the
-    clip's length.
+    clip's length. A speaker-normalised model takes ``speaker``'s band levels in the run
+    when it kept them, else the clip's own (:func:`clip_profile`).
     """
-    built, _ = loaded
+    built, meta = loaded
     dev = next(built.model.parameters()).device
-    batches = segment_batches(str(spectrograms_h5), built.prepare, batch_size)
+    profile = clip_profile(meta, str(spectrograms_h5), speaker)
+    batches = segment_batches(str(spectrograms_h5), built.prepare, batch_size, profile)
     return common.scored_batches(built.model, batches, dev)

@@ -117,12 +117,7 @@ def by_speaker(
     speakers.warn_if_few_clips(with_rows, "blstm_speaker_norm")
     known = speakers.kept_statistics(features, names, typical, prior)
     out = speakers.standardise(features, names, typical, prior, known)  # the rest computed
-    arrays = {
-        "typical_mean": torch.from_numpy(typical["speaker_mean"]),
-        "typical_var": torch.from_numpy(typical["speaker_var"]),
-        "known": {s: [torch.from_numpy(m), torch.from_numpy(sd)] for s, (m, sd) in known.items()},
-    }
-    return [f.astype(np.float32) for f in out], {"speakers": arrays}
+    return [f.astype(np.float32) for f in out], {"speakers": common.packed_speakers(typical, known)}
 
 
 def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
@@ -135,14 +130,7 @@ def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
     model = BLSTM(meta["input_dim"], meta["hidden"], 2, len(meta["classes"]))
     model.load_state_dict(saved["state_dict"])
     if "speakers" in saved:  # speaker-normalised (and it had training features to do it)
-        kept = saved["speakers"]
-        meta["speakers"] = {
-            "typical": {
-                "speaker_mean": kept["typical_mean"].numpy(),
-                "speaker_var": kept["typical_var"].numpy(),
-            },
-            "known": {s: (m.numpy(), sd.numpy()) for s, (m, sd) in kept["known"].items()},
-        }
+        meta["speakers"] = common.unpacked_speakers(saved["speakers"])
     return model.eval(), meta
 
 

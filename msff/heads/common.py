@@ -65,6 +65,31 @@ def load(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)
 
 
+def packed_speakers(typical: dict, known: dict[str, tuple[np.ndarray, np.ndarray]]) -> dict:
+    """A speaker-normalised model's statistics as tensors, to save beside its state dict.
+
+    ``typical``: :func:`msff.speakers.typical_speaker`; ``known``: the kept speakers'
+    ``(mean, scale)`` (:func:`msff.speakers.kept_statistics`). :func:`unpacked_speakers`
+    reads them back.
+    """
+    return {
+        "typical_mean": torch.from_numpy(typical["speaker_mean"]),
+        "typical_var": torch.from_numpy(typical["speaker_var"]),
+        "known": {s: [torch.from_numpy(m), torch.from_numpy(sd)] for s, (m, sd) in known.items()},
+    }
+
+
+def unpacked_speakers(saved: dict) -> dict:
+    """Statistics saved by :func:`packed_speakers`, as ``{"typical", "known"}`` of numpy."""
+    return {
+        "typical": {
+            "speaker_mean": saved["typical_mean"].numpy(),
+            "speaker_var": saved["typical_var"].numpy(),
+        },
+        "known": {s: (m.numpy(), sd.numpy()) for s, (m, sd) in saved["known"].items()},
+    }
+
+
 def keep(
     out_model,
     out_provenance,
