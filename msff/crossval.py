@@ -11,11 +11,12 @@ exactly once by models that never saw its subject.
 Models: the ``fer2013`` backbone zero-shot (its own FER2013 head; classes the sheet never
 uses are left out of its argmax), each configured frame backbone fine-tuned (frame
 scores averaged: ``{backbone}_frames``), the BLSTM on its features (``{backbone}_blstm``),
-C3D, and ``face_fusion``, their weighted sum with weights searched per fold on its
-validation clips. Written to ``out_dir``: ``scores/{model}.tsv`` (out-of-fold scores,
-``split`` = the clip's fold), ``metrics.tsv`` (accuracy, UAR, macro-F1, per-class recall
-and wall time per model), ``confusion/{model}.tsv`` and ``.png``, ``folds.tsv`` (each
-clip's fold).
+C3D, and ``face_fusion``, the weighted sum of those the workflow's fusion weighs (the
+``snakemake crossval`` rule: config ``fusion.models`` or the preset's; :func:`run`: every
+trained model), with weights searched per fold on its validation clips. Written to
+``out_dir``: ``scores/{model}.tsv`` (out-of-fold scores, ``split`` = the clip's fold),
+``metrics.tsv`` (accuracy, UAR, macro-F1, per-class recall and wall time per model),
+``confusion/{model}.tsv`` and ``.png``, ``folds.tsv`` (each clip's fold).
 
 The workflow trains each fold's models in rules of their own (``snakemake crossval``:
 one job per fold and model, run in parallel, rerun one by one) and :func:`tabulate`
@@ -182,13 +183,15 @@ def tabulate(
     fusion_min_clips: int,
     seconds: dict[str, float],
     seed: int,
+    fused: list[str] | None = None,
 ) -> pd.DataFrame:
     """Out-of-fold scores, the per-fold fusion, metrics and confusion matrices.
 
     ``fold_scores`` maps each trained model to its scores file of every fold (fold k's
     model scored every clip; its test clips are the out-of-fold ones);
-    ``zeroshot_tsv`` holds the zero-shot scores of every clip. The fusion weights of
-    fold k are searched on that fold's validation clips, as the workflow's fuse does.
+    ``zeroshot_tsv`` holds the zero-shot scores of every clip. ``face_fusion`` weighs
+    ``fused`` (trained models and ``fer2013_zeroshot``; None: every trained model), with
+    weights of fold k searched on that fold's validation clips, as the workflow's fuse does.
     """
     out_dir = Path(out_dir)
     ids = [r["clip"] for r in records]
@@ -200,6 +203,10 @@ def tabulate(
         ).to_csv(sep="\t", index=False),
     )
     trained = list(fold_scores)
+    fused = list(fused or trained)
+    unknown = sorted(set(fused) - {*trained, "fer2013_zeroshot"})
+    if unknown:
+        raise ValueError(f"face_fusion: {unknown} are not cross-validated models ({trained})")
     zeroshot = scores.read(zeroshot_tsv, classes).loc[ids]
     oof = {"fer2013_zeroshot": zeroshot[classes].to_numpy(float)}
     notes = {"fer2013_zeroshot": list(zeroshot["note"]) if "note" in zeroshot else [""] * len(ids)}
@@ -216,7 +223,7 @@ def tabulate(
             int(val.sum()),
             int(test.sum()),
         )
-        matrices = {}
+        matrices = {"fer2013_zeroshot": oof["fer2013_zeroshot"]}  # one file for every fold
         for name in trained:
             table = scores.read(fold_scores[name][k], classes).loc[ids]
             matrices[name] = table[classes].to_numpy(float)
@@ -226,19 +233,19 @@ def tabulate(
                     notes[name][i] = table["note"].iloc[i]
         with _timer(seconds, "face_fusion"):
             chosen = fusion.search(
-                [matrices[m][val] for m in trained],
+                [matrices[m][val] for m in fused],
                 truth[val],
                 fusion_step,
                 fusion_rule,
                 fusion_min_clips,
             )
             oof["face_fusion"][test] = fusion.fuse(
-                [matrices[m][test] for m in trained], chosen.weights
+                [matrices[m][test] for m in fused], chosen.weights
             )
         log.info(
             "fold %d: fusion weights %s (val accuracy %.3f)",
             k,
-            dict(zip(trained, chosen.weights.round(3).tolist(), strict=True)),
+            dict(zip(fused, chosen.weights.round(3).tolist(), strict=True)),
             chosen.accuracy,
         )
     return _write(out_dir, records, fold, truth, classes, oof, notes, seconds, seed)

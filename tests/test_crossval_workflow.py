@@ -75,6 +75,15 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     assert (metrics["folds"] == FOLDS).all()
     trained = metrics[metrics["model"] != "face_fusion"]  # fusion: milliseconds, rounded to 0
     assert (trained["seconds"] > 0).all()
+    # The face fusion weighs what the workflow's fusion weighs: of the face models, the cpu
+    # preset fuses the BLSTM alone (not the frame CNN, not C3D), so it is the BLSTM's scores.
+    weighed = re.findall(r"fusion weights (\{.*\})", (work / "logs" / "crossval.log").read_text())
+    assert [yaml.safe_load(w) for w in weighed] == [{"fer2013_blstm": 1.0}] * FOLDS
+    oof = {
+        name: pd.read_csv(work / "results/crossval/scores" / f"{name}.tsv", sep="\t", dtype=str)
+        for name in ("fer2013_blstm", "face_fusion")
+    }
+    pd.testing.assert_frame_equal(oof["face_fusion"], oof["fer2013_blstm"])
     folds = pd.read_csv(work / "results" / "crossval" / "folds.tsv", sep="\t", dtype=str)
     assert folds.groupby("speaker")["fold"].nunique().max() == 1  # a subject in one fold
     for name in names:

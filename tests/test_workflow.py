@@ -511,17 +511,18 @@ def planned_with_cpu_models(repo: Path, work: Path, **changed) -> set[str]:
         path.write_text(original)
 
 
-def test_audio_cnn_lr_reruns_only_the_audio_cnn_and_what_reads_it(full_run):
+def test_audio_cnn_values_rerun_only_the_audio_cnn_and_what_reads_it(full_run):
     repo, work, _ = full_run
     # Not fuse: this run's fusion.models leave the spectrogram model out.
-    assert planned_with_cpu_models(repo, work, audio_cnn_lr=3e-4) == {
-        "finetune_audio_cnn",
-        "audio_features",
-        "train_blstm_audio",
-        "evaluate",
-        "plots",
-        "all",
-    }
+    for changed in (dict(audio_cnn_lr=3e-4), dict(audio_cnn_speaker_norm=0)):
+        assert planned_with_cpu_models(repo, work, **changed) == {
+            "finetune_audio_cnn",
+            "audio_features",
+            "train_blstm_audio",
+            "evaluate",
+            "plots",
+            "all",
+        }, changed
 
 
 def test_svm_features_rerun_the_opensmile_stage_and_what_reads_it(full_run):

@@ -367,6 +367,13 @@ def crossval_scores(wildcards=None):
     return {name: files[0] for name, files in crossval_files().items()}
 
 
+def crossval_fused():
+    """The models of crossval's face fusion: the face models the workflow's fusion weighs
+    (FUSED: the cpu preset leaves C3D out), or every trained face model when it weighs none."""
+    face = [*crossval_files(), "fer2013_zeroshot"]
+    return [name for name in FUSED if name in face] or list(crossval_files())
+
+
 def crossval_provenance(wildcards=None):
     """Provenance of every fold's models: their training seconds go into the table."""
     trained = {name: files[1] for name, files in crossval_files().items()}

@@ -63,6 +63,7 @@ rule crossval:
         fold_clips=lambda wildcards: folds()[1],
         scores=lambda wildcards: crossval_scores(),
         provenance=lambda wildcards: crossval_provenance(),
+        fused=crossval_fused(),
         fusion=config["fusion"],
         seed=config["seed"],
     script:

@@ -26,4 +26,5 @@ tabulate(
     fusion_min_clips=snakemake.params.fusion["min_clips"],
     seconds=seconds,
     seed=snakemake.params.seed,
+    fused=snakemake.params.fused,
 )
