@@ -148,6 +148,16 @@ def predict(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     paths = _clips(args.sources)
+    if args.speaker is not None:
+        # A speaker the run never saw: its statistics over all these clips, as the workflow
+        # takes a speaker's over all its clips, not each clip alone.
+        learnt = predictor.enrol(args.speaker, paths)
+        if learnt:
+            print(
+                f"speaker {args.speaker} is not in the run: {', '.join(learnt)} standardise "
+                f"by its statistics over these {len(paths)} files",
+                file=sys.stderr,
+            )
     table, frames, failed, unlabelled = [], [], 0, 0
     for path in tqdm(paths, desc="predict", unit="clip", file=sys.stderr, disable=None):
         try:
@@ -251,9 +261,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--speaker",
-        help="the speaker (actor, subject) of these clips as the run's sheet names them: the "
-        "run's speaker-normalised models use that speaker's statistics there (default: each "
-        "clip is a speaker of one clip)",
+        help="the speaker (actor, subject) of all these clips: the run's speaker-normalised "
+        "models use that speaker's statistics in the run when its sheet has it, else its "
+        "statistics over these clips (default: each clip is a speaker of one clip)",
     )
     p.add_argument("--out", type=Path, help="also write a table of the clips (.tsv, .csv, .json)")
     p.add_argument(

@@ -11,8 +11,8 @@ audio, spectrograms, openSMILE), into a temporary folder, then its caches are sc
   found, no or silent audio) contributes uniform scores, as in the workflow, and is
   reported as unable. Speaker-normalised models (``svm_speaker_norm``,
   ``blstm_speaker_norm``, ``audio_cnn_speaker_norm``) standardise the clip by its
-  speaker's statistics in the run when ``speaker`` names one they kept, else as a speaker
-  of one clip.
+  speaker's statistics in the run when ``speaker`` names one they kept, or one learnt
+  from several new clips (:meth:`Predictor.enrol`), else as a speaker of one clip.
 - **without one**: the FER2013 network that ships with msff, whose own classifier has
   exactly the seven classes, scores the clip's faces zero-shot (nothing trained on the
   user's data; no audio model). Its scores are the mean over the clip's found faces.
@@ -37,8 +37,9 @@ import h5py
 import numpy as np
 
 from msff import cache, config, fusion, media, registry, sheet
-from msff.errors import ConfigError
-from msff.heads import audio_cnn, blstm, c3d, frame_cnn, svm, zeroshot
+from msff.errors import ConfigError, MsffError
+from msff.heads import audio_cnn, blstm, c3d, common, frame_cnn, svm, zeroshot
+from msff.logs import log
 from msff.stages.audio import opensmile, spectrograms
 from msff.stages.faces import align_faces, precropped_faces
 from msff.stages.media import extract_audio, extract_frames
@@ -137,6 +138,12 @@ def backbone_pass(batches, features_h5: Path, keep_rows: bool) -> BackbonePass |
     )
 
 
+def _features(batches) -> np.ndarray:
+    """A head's ``infer`` batches' features, as one (n, width) array; (0, 0): no item."""
+    parts = [features for features, _ in batches]
+    return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+
 class RunModels:
     """The fused models of one workflow run, each loaded once, scoring clip caches."""
 
@@ -164,6 +171,56 @@ class RunModels:
                 self.loaded[name] = svm.load(files[0])
             else:
                 raise ConfigError(f"{name}: no prediction for a model of head {model.head!r}")
+
+    def needs_enrolment(self, speaker: str) -> set[str]:
+        """The caches a clip needs for the run's models to learn ``speaker`` (:meth:`enrol`).
+
+        ``faces``, ``spectrograms``, ``opensmile``: of the speaker-normalised models that do
+        not keep ``speaker``; none when every model keeps it or none is normalised.
+        """
+        needed = set()
+        for name in self.names:
+            model = registry.model(name)
+            loaded = self.loaded.get(name)
+            if model.head == "svm":
+                unknown = svm.needs_enrolment(loaded, speaker)
+            elif model.head == "audio_cnn":
+                unknown = any(common.needs_enrolment(part[1], speaker) for part in loaded)
+            elif model.head == "blstm":
+                unknown = common.needs_enrolment(loaded[1], speaker)
+            else:
+                unknown = False
+            if unknown:
+                needed.add(model.needs)
+        return needed
+
+    def enrol(self, speaker: str, clip_caches: list[dict[str, Path]]) -> list[str]:
+        """Learn ``speaker`` from these clips' caches; the names of the models that did.
+
+        Every speaker-normalised model that does not keep ``speaker`` learns its
+        statistics over the clips (:mod:`msff.speakers`). A spectrogram CNN learns first:
+        its BLSTM learns from the features the CNN gives with the speaker's levels, as in
+        the workflow.
+        """
+        learnt = []
+        for name in self.names:
+            model = registry.model(name)
+            paths = [c[model.needs] for c in clip_caches if model.needs in c]
+            loaded, done = self.loaded.get(name), False
+            if model.head == "svm":
+                done = svm.enrol(loaded, speaker, paths)
+            elif model.head == "audio_cnn":
+                done = audio_cnn.enrol(loaded[0], speaker, paths)
+                if common.needs_enrolment(loaded[1][1], speaker):
+                    runs = [audio_cnn.infer(loaded[0], p, speaker=speaker) for p in paths]
+                    done = blstm.enrol(loaded[1], speaker, [_features(r) for r in runs]) or done
+            elif model.head == "blstm" and common.needs_enrolment(loaded[1], speaker):
+                cnn = self.loaded[f"{model.backbone}_cnn"]
+                runs = [frame_cnn.infer(cnn, p) for p in paths]
+                done = blstm.enrol(loaded, speaker, [_features(r) for r in runs])
+            if done:
+                learnt.append(name)
+        return learnt
 
     def scores(
         self,
@@ -280,9 +337,9 @@ def default_config() -> dict:
 
 
 def _stages(
-    path: Path, clip: str, folder: Path, cfg: dict, audio: bool = True
+    path: Path, clip: str, folder: Path, cfg: dict, audio: bool = True, video: bool = True
 ) -> tuple[dict[str, Path], list[str]]:
-    """Run the workflow's per-clip stages.
+    """Run the workflow's per-clip stages (``audio``, ``video``: those of that stream).
 
     Returns the caches the clip's streams allow, and what the models should know of the
     rest: each cache's recorded error or note, the streams the file lacks.
@@ -294,7 +351,7 @@ def _stages(
     problems = [] if info.video is not None else ["no video stream"]
     if audio and info.audio is None:
         problems.append("no audio stream")
-    if info.video is not None:
+    if video and info.video is not None:
         frames = folder / "frames.h5"
         extract_frames(clip, str(path), frames, **preset["frames"], ffmpeg=exe)
         caches["faces"] = folder / "faces.h5"
@@ -371,6 +428,35 @@ class Predictor:
             registry.model(n).needs in ("spectrograms", "opensmile") for n in self.models.names
         )
 
+    def enrol(self, speaker: str, paths: list[str | Path]) -> list[str]:
+        """Learn a speaker the run never saw from its clips, for ``__call__``'s ``speaker``.
+
+        The run's speaker-normalised models then standardise a clip of ``speaker`` by that
+        speaker's statistics over all of ``paths``, as the workflow does for a speaker of
+        its sheet, instead of scoring each clip alone (which costs accuracy:
+        bench/README.md, "Speaker normalisation"). A speaker the run keeps stays as the run
+        has it. A file that cannot be read plays no part. The clips' caches are held in a
+        temporary folder meanwhile. Returns the models that learnt the speaker.
+        """
+        needed = self.models.needs_enrolment(speaker) if self.mode == "fused" else set()
+        if not needed:
+            return []
+        with tempfile.TemporaryDirectory() as tmp:
+            clip_caches = []
+            for k, path in enumerate(paths):
+                folder = Path(tmp) / str(k)
+                folder.mkdir()
+                audio, video = bool(needed - {"faces"}), "faces" in needed
+                try:
+                    caches, _ = _stages(
+                        Path(path), sheet.clip_id(Path(path)), folder, self.cfg, audio, video
+                    )
+                except MsffError as exc:
+                    log.warning("enrolling speaker %s: %s left out: %s", speaker, path, exc)
+                    continue
+                clip_caches.append(caches)
+            return self.models.enrol(speaker, clip_caches)
+
     def __call__(
         self, path: str | Path, per_frame: bool = False, speaker: str | None = None
     ) -> Prediction:
@@ -379,8 +465,8 @@ class Predictor:
         ``speaker``: who speaks (or is filmed) in the clip, for the run's speaker-normalised
         models (``svm_speaker_norm``, ``blstm_speaker_norm``, ``audio_cnn_speaker_norm``): a
         speaker of the run's sheet with 2 or more clips lends the clip its statistics there,
-        so a clip of the run gets the workflow's scores; any other clip is a speaker of one
-        clip.
+        so a clip of the run gets the workflow's scores, and so does a speaker learnt by
+        :meth:`enrol`; any other clip is a speaker of one clip.
         """
         path = Path(path)
         clip = sheet.clip_id(path)

@@ -79,6 +79,17 @@ def kept_statistics(
     return statistics([clips[i] for i in several], [speakers[i] for i in several], typical, prior)
 
 
+def of_one_speaker(
+    clips: Sequence[np.ndarray], typical: dict, prior: float
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """One speaker's shrunk ``(mean, scale)`` over ``clips``; None when none has rows.
+
+    What a trained model adds for a speaker it never saw, from that speaker's new clips
+    (``msff predict --speaker``): the statistics the workflow gives a speaker of its sheet.
+    """
+    return statistics(clips, ["one"] * len(clips), typical, prior).get("one")
+
+
 def shrunk(
     mean: np.ndarray, var: np.ndarray, n: int, typical: dict, prior: float
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -365,7 +365,26 @@ def remember_speakers(fitted: FittedSvm, features: np.ndarray, speakers: Sequenc
     fitted.arrays["known_scale"] = np.array([stats[s][1] for s in ids]).reshape(-1, width)
 
 
-def _known_speakers(arrays: dict) -> dict:
+def enrol_speaker(fitted: FittedSvm, features: np.ndarray, speaker: str) -> bool:
+    """Keep the statistics of a speaker the run never saw, over its clips' ``features``.
+
+    :func:`predict_scores` then standardises that speaker's rows by them, as the workflow
+    standardises a speaker of its sheet over all its clips. False (nothing kept) when the
+    model is not speaker-normalised, already keeps ``speaker``, or gets no rows.
+    """
+    x = _check_features(features)
+    if fitted.speaker_prior <= 0 or speaker in known_speakers(fitted.arrays) or not len(x):
+        return False
+    mean, scale = speaker_norm.of_one_speaker(x[:, None, :], fitted.arrays, fitted.speaker_prior)
+    arrays, width = fitted.arrays, x.shape[1]
+    arrays["known_speakers"] = np.append(arrays.get("known_speakers", np.array([], str)), speaker)
+    for key, value in (("known_mean", mean), ("known_scale", scale)):
+        arrays[key] = np.vstack([arrays.get(key, np.zeros((0, width))), value[None]])
+    return True
+
+
+def known_speakers(arrays: dict) -> dict:
+    """The ``(mean, scale)`` of each speaker a speaker-normalised SVM keeps, by speaker."""
     ids = arrays.get("known_speakers", [])
     return {str(s): (arrays["known_mean"][k], arrays["known_scale"][k]) for k, s in enumerate(ids)}
 
@@ -404,7 +423,7 @@ def predict_scores(
         groups = np.arange(len(x)) if speakers is None else np.asarray(speakers, dtype=object)
         if len(groups) != len(x):
             raise ConfigError(f"{len(x)} feature rows and {len(groups)} speakers")
-        x = _by_speaker(x, groups, arrays, fitted.speaker_prior, _known_speakers(arrays))
+        x = _by_speaker(x, groups, arrays, fitted.speaker_prior, known_speakers(arrays))
     decision = decision_values(arrays, x, fitted.kernel)
     probabilities = _mapped(fitted.calibration, arrays, decision)
     scores = np.zeros((len(x), len(fitted.classes)))

@@ -484,6 +484,37 @@ def test_predict_on_held_back_clips_agrees_with_the_workflow(slurm_run):
     assert "fer2013_blstm" in unable and "c3d" not in unable
 
 
+def test_predict_learns_a_speaker_the_run_never_saw_from_its_clips(slurm_run):
+    """`msff predict <a speaker's clips> --speaker NEW`: each clip is standardised by the
+    speaker's statistics over all of them, as the workflow did, not alone.
+
+    Actor 02's clips of the run, under a name the run does not know: the speaker-normalised
+    audio models (the SVM, the spectrogram CNN and its BLSTM) learn its statistics from
+    them, and every clip gets the scores fusion gave it in the run.
+    """
+    work, _, _ = slurm_run
+    fused = pd.read_csv(work / "results" / "scores" / "fusion.tsv", sep="\t", index_col="clip")
+    classes = list(fused.columns[1:8])
+    sheet = pd.read_csv(work / "clips.tsv", sep="\t", index_col="clip", dtype=str)
+    of_02 = [clip for clip in sheet.index[sheet["speaker"] == "02"] if clip in fused.index]
+    assert len(of_02) >= 2  # a speaker the run kept statistics of
+    out = work / "learnt_02.tsv"
+    proc = run(
+        [sys.executable, "-m", "msff", "predict", *sheet.loc[of_02, "path"], "--speaker", "new"]
+        + ["--results", work / "results", "--config", work / "config.yaml", "--out", out],
+        cwd=work,
+        timeout=600,
+    )
+    assert (
+        "speaker new is not in the run: vgg19_blstm_audio, opensmile_svm standardise by its "
+        f"statistics over these {len(of_02)} files" in proc.stderr
+    ), proc.stderr[-2000:]
+    table = pd.read_csv(out, sep="\t", index_col="clip", keep_default_na=False)
+    for clip in of_02:
+        got = table.loc[clip, classes].to_numpy(float)
+        np.testing.assert_allclose(got, fused.loc[clip, classes].to_numpy(float), atol=0.01)
+
+
 def test_predict_without_a_run_says_what_is_missing(tmp_path):
     proc = run(
         [

@@ -122,6 +122,16 @@ def test_blstm_keeps_its_speakers_for_predict(sequences, repo_config, tmp_path):
     np.testing.assert_allclose(
         blstm.infer(loaded, clips[-1]), written.loc[records[-1]["clip"], classes], atol=1e-5
     )
+    # A speaker the run never saw, learnt from its sequences: actor 02's under a new name
+    # get what 02's got in the workflow.
+    of_02 = [i for i, r in enumerate(records) if r["speaker"] == "02"]
+    assert common.needs_enrolment(loaded[1], "new")
+    assert not common.needs_enrolment(loaded[1], "02")
+    assert blstm.enrol(loaded, "new", [clips[i] for i in of_02])
+    assert not blstm.enrol(loaded, "new", [clips[i] for i in of_02])  # kept
+    for i in of_02:
+        want = written.loc[records[i]["clip"], classes].to_numpy(float)
+        np.testing.assert_allclose(blstm.infer(loaded, clips[i], speaker="new"), want, atol=1e-5)
 
 
 def test_a_sheet_of_lone_speakers_is_warned_about(caplog):
@@ -259,3 +269,13 @@ def test_the_spectrogram_cnn_keeps_its_speakers_for_predict(
     last = records[-1]
     got = inferred(last, None).astype(np.float16).astype(np.float32)
     np.testing.assert_allclose(got, written[last["clip"]], rtol=2e-3, atol=2e-3)
+    # A speaker the run never saw, learnt from its clips (msff predict --speaker NEW): actor
+    # 02's clips under a new name get 02's levels in the run, so the workflow's features.
+    of_02 = [r for r in records if r["speaker"] == "02"]
+    assert audio_cnn.enrol(loaded, "new", [caches[r["clip"]] for r in of_02])
+    assert not audio_cnn.enrol(loaded, "new", [caches[r["clip"]] for r in of_02])  # kept
+    np.testing.assert_allclose(
+        audio_cnn.clip_profile(meta, path, "new"), audio_cnn.clip_profile(meta, path, "02")
+    )
+    got = inferred(first, "new").astype(np.float16).astype(np.float32)
+    np.testing.assert_allclose(got, written[first["clip"]], rtol=2e-3, atol=2e-3)

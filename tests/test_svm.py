@@ -223,7 +223,7 @@ def test_speaker_normalisation_gains_on_unseen_actors(held_out, speaker_normalis
     assert plain.speaker_prior == 0 and "speaker_mean" not in plain.arrays
 
 
-def test_speaker_normalised_scores_group_by_speaker(speaker_normalised, speech, tmp_path):
+def test_speaker_normalised_scores_group_by_speaker(speaker_normalised, held_out, speech, tmp_path):
     fitted = speaker_normalised
     x, y, speakers = subset(speech, ["13", "14"])
     speakers = np.asarray(speakers, dtype=object)
@@ -249,6 +249,24 @@ def test_speaker_normalised_scores_group_by_speaker(speaker_normalised, speech, 
     assert sorted(kept.arrays["known_speakers"]) == ["13", "14"]
     np.testing.assert_allclose(svm.predict_scores(kept, x[:1], ["13"]), together[:1], atol=1e-12)
     assert not np.allclose(svm.predict_scores(kept, x[:1]), together[:1])
+    # A speaker the run never saw, learnt from its clips (msff predict --speaker NEW): its
+    # rows scored one at a time get what they get together, as the workflow's would.
+    unseen = copy.deepcopy(fitted)
+    assert svm.enrol_speaker(unseen, x[only_13], "new")
+    assert not svm.enrol_speaker(unseen, x[only_13], "new")  # kept already
+    assert svm.enrol_speaker(unseen, x[~only_13], "newer")  # beside the first
+    for k in np.flatnonzero(only_13)[:3]:
+        np.testing.assert_allclose(
+            svm.predict_scores(unseen, x[k : k + 1], ["new"]), together[k : k + 1], atol=1e-12
+        )
+    k = np.flatnonzero(~only_13)[0]
+    np.testing.assert_allclose(
+        svm.predict_scores(unseen, x[k : k + 1], ["newer"]), together[k : k + 1], atol=1e-12
+    )
+    plain = held_out[0]  # not speaker-normalised: nothing to learn
+    assert not svm.enrol_speaker(plain, x[:3], "new") and "known_speakers" not in plain.arrays
+    svm.save_svm(unseen, tmp_path / "unseen.h5")
+    assert sorted(svm.load_svm(tmp_path / "unseen.h5").arrays["known_speakers"]) == ["new", "newer"]
     svm.save_svm(kept, tmp_path / "kept.h5")
     np.testing.assert_array_equal(
         svm.predict_scores(svm.load_svm(tmp_path / "kept.h5"), x[:1], ["13"]),

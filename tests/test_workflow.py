@@ -618,3 +618,11 @@ def test_predict_reproduces_the_fused_scores_of_the_workflow(full_run):
     np.testing.assert_allclose([run_speaker.scores[c] for c in classes], want, atol=1e-5)
     alone = predictor(paths["speech_angry"])
     assert np.abs(np.array([alone.scores[c] for c in classes]) - want).max() > 1e-3
+    # A speaker the run never saw, learnt from its clips (msff predict a b --speaker NEW):
+    # 01's two clips under a new name give 01's statistics afresh, so `want`. The run's
+    # own 01 has nothing to learn.
+    of_01 = [paths["speech_neutral"], paths["speech_angry"]]
+    assert predictor.enrol("01", of_01) == []
+    assert predictor.enrol("new", of_01) == ["opensmile_svm"]
+    learnt = predictor(paths["speech_angry"], speaker="new")
+    np.testing.assert_allclose([learnt.scores[c] for c in classes], want, atol=1e-5)

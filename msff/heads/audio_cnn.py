@@ -183,11 +183,22 @@ def speaker_profiles(
     return profiles, {"speakers": common.packed_speakers(typical, known)}
 
 
+def enrol(loaded: tuple[Built, dict], speaker: str, spectrograms_h5: list[str | Path]) -> bool:
+    """Keep a new ``speaker``'s band levels over these clips, for ``infer``'s ``speaker``.
+
+    As the workflow's levels of a speaker of its sheet. False (nothing kept) when the
+    model is not speaker-normalised, already keeps ``speaker``, or none of the clips is heard.
+    """
+    if not common.needs_enrolment(loaded[1], speaker):
+        return False  # before reading the clips
+    return common.enrol(loaded[1], speaker, [band_levels(str(p)) for p in spectrograms_h5])
+
+
 def clip_profile(meta: dict, path: str | None, speaker: str | None = None) -> np.ndarray | None:
     """The band levels a clip's images lose: None when the model is not speaker-normalised.
 
-    A speaker the model kept gives its levels in the run; any other clip is a speaker of
-    one clip (its own levels, shrunk toward the typical speaker's).
+    A speaker the model kept (or :func:`enrol` added) gives its levels; any other clip is
+    a speaker of one clip (its own levels, shrunk toward the typical speaker's).
     """
     kept = meta.get("speakers")
     if not kept or not path:

@@ -134,6 +134,17 @@ def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
     return model.eval(), meta
 
 
+def enrol(loaded: tuple[BLSTM, dict], speaker: str, sequences: list[np.ndarray]) -> bool:
+    """Keep a new ``speaker``'s statistics over these feature sequences, for ``infer``.
+
+    As the workflow's of a speaker of its sheet (sequences rounded to float16 first, as
+    it stores them). False (nothing kept) when the model is not speaker-normalised, already
+    keeps ``speaker``, or no sequence has rows.
+    """
+    rounded = [np.asarray(s).astype(np.float16).astype(np.float64) for s in sequences]
+    return common.enrol(loaded[1], speaker, rounded)
+
+
 def infer(
     loaded: tuple[BLSTM, dict], features, batch_windows: int = 256, speaker: str | None = None
 ) -> np.ndarray | None:

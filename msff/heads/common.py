@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from msff import cache, scores
+from msff import cache, scores, speakers
 from msff.errors import ConfigError, TrainingError
 from msff.logs import log
 from msff.train import TrainSettings, clip_means, fit, write_provenance
@@ -77,6 +77,29 @@ def packed_speakers(typical: dict, known: dict[str, tuple[np.ndarray, np.ndarray
         "typical_var": torch.from_numpy(typical["speaker_var"]),
         "known": {s: [torch.from_numpy(m), torch.from_numpy(sd)] for s, (m, sd) in known.items()},
     }
+
+
+def needs_enrolment(meta: dict, speaker: str) -> bool:
+    """Whether a model (its ``meta``) is speaker-normalised and does not keep ``speaker``."""
+    kept = meta.get("speakers")
+    return bool(kept) and speaker not in kept["known"]
+
+
+def enrol(meta: dict, speaker: str, clips: list[np.ndarray]) -> bool:
+    """Keep a new ``speaker``'s statistics over ``clips`` in a speaker-normalised model's meta.
+
+    ``clips``: each an (n, width) array of what the model standardises (no rows: left
+    out). False (nothing kept) when the model is not speaker-normalised, already keeps
+    ``speaker``, or no clip has rows.
+    """
+    if not needs_enrolment(meta, speaker):
+        return False
+    kept = meta["speakers"]
+    statistics = speakers.of_one_speaker(clips, kept["typical"], meta["speaker_norm"])
+    if statistics is None:
+        return False
+    kept["known"][speaker] = statistics
+    return True
 
 
 def unpacked_speakers(saved: dict) -> dict:

@@ -114,14 +114,28 @@ def load(fitted_path: str | Path) -> svm.FittedSvm:
     return svm.load_svm(fitted_path)
 
 
+def needs_enrolment(fitted: svm.FittedSvm, speaker: str) -> bool:
+    """Whether the SVM is speaker-normalised and does not keep ``speaker``."""
+    return fitted.speaker_prior > 0 and speaker not in svm.known_speakers(fitted.arrays)
+
+
+def enrol(fitted: svm.FittedSvm, speaker: str, opensmile_h5: list[str | Path]) -> bool:
+    """Keep a new ``speaker``'s statistics over these clips (:func:`msff.svm.enrol_speaker`).
+
+    Clips that cannot be heard play no part. False when nothing was kept.
+    """
+    rows = [x for x in (_features(str(p))[0] for p in opensmile_h5) if x is not None]
+    return bool(rows) and svm.enrol_speaker(fitted, np.stack(rows), speaker)
+
+
 def infer(
     fitted: svm.FittedSvm, opensmile_h5: str | Path, speaker: str | None = None
 ) -> np.ndarray | None:
     """Class probabilities of one clip; None when it cannot be heard.
 
-    With speaker normalisation, a ``speaker`` of the run (2 or more clips) lends the clip
-    its statistics there; otherwise the clip is a speaker of one clip, standardised mostly
-    by the typical training speaker's statistics.
+    With speaker normalisation, a ``speaker`` of the run (2 or more clips) or one
+    enrolled (:func:`enrol`) lends the clip its statistics; otherwise the clip is a speaker
+    of one clip, standardised mostly by the typical training speaker's statistics.
     """
     x, _ = _features(str(opensmile_h5))
     if x is None:
