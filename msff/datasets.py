@@ -305,12 +305,17 @@ def recentred(images: np.ndarray, profile: np.ndarray) -> np.ndarray:
     """uint8 spectrogram images (N, bands, time) less a band profile (bands,), about grey 128.
 
     The speaker normalisation of the spectrogram CNN's input (``audio_cnn_speaker_norm``):
-    ``profile`` is the speaker's mean level of each band, so what stays is how a segment
-    departs from its speaker's usual spectrum; uint8 out, so the paper's noise and the
-    network's ``prepare`` see pixels as before.
+    ``profile`` is the speaker's mean level of each band where it is heard, so what stays
+    is how a segment departs from its speaker's usual spectrum. Pixels at 0 (the image's
+    floor, ``top_db`` under its peak: nothing heard) stay 0, so a pause stays a black image
+    and is not turned into the speaker's spectrum upside down; every heard pixel stays
+    above 0. uint8 out, so the paper's noise and the network's ``prepare`` see pixels as
+    before.
     """
     shifted = images.astype(np.float32) - profile.astype(np.float32)[:, None] + 128
-    return np.clip(np.rint(shifted), 0, 255).astype(np.uint8)
+    out = np.clip(np.rint(shifted), 1, 255).astype(np.uint8)
+    out[images == 0] = 0
+    return out
 
 
 class SpectrogramSegments(Dataset):

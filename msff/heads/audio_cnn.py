@@ -144,8 +144,10 @@ def finetune_audio_cnn(
 def band_levels(path: str | None, chunk: int = 256) -> np.ndarray:
     """A clip's mean level of each band at each rate scale, as one row (1, scales * bands).
 
-    No rows when nothing can be heard (no cache, a recorded error, a silent track). Read
-    ``chunk`` segments at a time: memory does not grow with the clip's length.
+    The mean over the pixels where something is heard (above the image's floor, 0), so a
+    clip's pauses do not lower it; a band never heard gets 0. No rows when nothing can
+    be heard (no cache, a recorded error, a silent track). Read ``chunk`` segments at a
+    time: memory does not grow with the clip's length.
     """
     if not path:
         return np.zeros((0, 0))
@@ -154,10 +156,12 @@ def band_levels(path: str | None, chunk: int = 256) -> np.ndarray:
             return np.zeros((0, 0))
         images = f["images"]  # (scales, segments, bands, time)
         n_scales, n = images.shape[:2]
-        sums = np.zeros((n_scales, images.shape[2]))
+        sums, heard = np.zeros((n_scales, images.shape[2])), np.zeros((n_scales, images.shape[2]))
         for s in range(0, n, chunk):
-            sums += images[:, s : s + chunk].sum(axis=(1, 3), dtype=np.float64)
-        return (sums / (n * images.shape[3])).reshape(1, -1)
+            block = images[:, s : s + chunk]
+            sums += block.sum(axis=(1, 3), dtype=np.float64)
+            heard += (block > 0).sum(axis=(1, 3))
+        return (sums / np.maximum(heard, 1)).reshape(1, -1)
 
 
 def speaker_profiles(
