@@ -9,12 +9,13 @@ infer               one clip's spectrograms -> fc7 features (the BLSTM's input) 
                     each segment's class probabilities, from one pass
 
 With ``speaker_norm`` > 0 every image first loses its speaker's mean level of each band
-(at its rate scale): the speaker's voice and microphone colour every clip's spectrum the
-same way, and the CNN should see how a segment departs from its speaker instead. A
-speaker's levels are the mean over all its clips in the sheet (every split, no label),
-shrunk toward the typical training speaker's by ``speaker_norm`` pseudo-clips
-(:mod:`msff.speakers`); the typical levels and those of every speaker of 2 or more clips
-are saved with the model, for ``audio_features`` and ``infer``.
+(at its rate scale, over the pixels where something is heard; :func:`recentred`): the
+speaker's voice and microphone colour every clip's spectrum the same way, and the CNN
+should see how a segment departs from its speaker instead. A speaker's levels are the mean
+over all its clips in the sheet (every split, no label), shrunk toward the typical
+training speaker's by ``speaker_norm`` pseudo-clips (:mod:`msff.speakers`); the typical
+levels and those of every speaker of 2 or more clips are saved with the model, for
+``audio_features`` and ``infer``, and :func:`enrol` adds a new speaker's.
 """
 
 from __future__ import annotations
