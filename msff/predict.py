@@ -441,12 +441,12 @@ class Predictor:
         needed = self.models.needs_enrolment(speaker) if self.mode == "fused" else set()
         if not needed:
             return []
+        audio, video = bool(needed - {"faces"}), "faces" in needed
         with tempfile.TemporaryDirectory() as tmp:
             clip_caches = []
             for k, path in enumerate(paths):
                 folder = Path(tmp) / str(k)
                 folder.mkdir()
-                audio, video = bool(needed - {"faces"}), "faces" in needed
                 try:
                     caches, _ = _stages(
                         Path(path), sheet.clip_id(Path(path)), folder, self.cfg, audio, video

@@ -175,15 +175,12 @@ def speaker_profiles(
     no training clip can be heard.
     """
     own = [band_levels(spectrograms_h5.get(c["clip"])) for c in clips]
-    names = [c["speaker"] for c in clips]
-    train = [i for i, c in enumerate(clips) if c["split"] == "train" and len(own[i])]
-    if not train:
+    statistics = common.speaker_statistics(own, clips, prior, "audio_cnn_speaker_norm")
+    if statistics is None:
         return [None] * len(clips), None
-    typical = speakers.typical_speaker([own[i] for i in train], [names[i] for i in train])
-    heard = [n for o, n in zip(own, names, strict=True) if len(o)]
-    speakers.warn_if_few_clips(heard, "audio_cnn_speaker_norm")
+    typical, known = statistics
+    names = [c["speaker"] for c in clips]
     every = speakers.statistics(own, names, typical, prior)
-    known = speakers.kept_statistics(own, names, typical, prior)
     profiles = [every[n][0] if len(o) else None for o, n in zip(own, names, strict=True)]
     return profiles, {"speakers": common.packed_speakers(typical, known)}
 
@@ -257,11 +254,10 @@ def segment_batches(
         # Inside the loop: a clip with an error cache has no images, and no rows to read.
         for row in scale_rows(f, train=False):
             images = f["images"]
+            levels = None if profile is None else profile.reshape(images.shape[0], -1)[row]
             for s in range(0, images.shape[1], batch_size):
                 batch = images[row, s : s + batch_size]
-                if profile is not None:
-                    batch = recentred(batch, profile.reshape(images.shape[0], -1)[row])
-                yield prepare(batch)
+                yield prepare(batch if levels is None else recentred(batch, levels))
 
 
 def audio_features(

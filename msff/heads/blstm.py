@@ -108,14 +108,11 @@ def by_speaker(
     every speaker of 2 or more clips with features are kept (a speaker of one clip gets the
     same alone).
     """
-    names = [c["speaker"] for c in clips]
-    train = [i for i, c in enumerate(clips) if c["split"] == "train" and len(features[i])]
-    if not train:
+    statistics = common.speaker_statistics(features, clips, prior, "blstm_speaker_norm")
+    if statistics is None:
         return features, {}
-    typical = speakers.typical_speaker([features[i] for i in train], [names[i] for i in train])
-    with_rows = [n for f, n in zip(features, names, strict=True) if len(f)]
-    speakers.warn_if_few_clips(with_rows, "blstm_speaker_norm")
-    known = speakers.kept_statistics(features, names, typical, prior)
+    typical, known = statistics
+    names = [c["speaker"] for c in clips]
     out = speakers.standardise(features, names, typical, prior, known)  # the rest computed
     return [f.astype(np.float32) for f in out], {"speakers": common.packed_speakers(typical, known)}
 

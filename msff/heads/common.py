@@ -79,6 +79,25 @@ def packed_speakers(typical: dict, known: dict[str, tuple[np.ndarray, np.ndarray
     }
 
 
+def speaker_statistics(
+    rows: list[np.ndarray], clips: list[dict], prior: float, setting: str
+) -> tuple[dict, dict] | None:
+    """The typical training speaker's statistics and those a speaker-normalised model keeps.
+
+    ``rows``: per clip, what the model standardises (no rows: nothing heard or seen). The
+    typical speaker is that of the training clips with rows; kept are the speakers of 2
+    or more clips with rows (:func:`msff.speakers.kept_statistics`). None when no training
+    clip has rows. Logs the few-clips warning, naming the config key ``setting``.
+    """
+    names = [c["speaker"] for c in clips]
+    train = [i for i, c in enumerate(clips) if c["split"] == "train" and len(rows[i])]
+    if not train:
+        return None
+    typical = speakers.typical_speaker([rows[i] for i in train], [names[i] for i in train])
+    speakers.warn_if_few_clips([n for r, n in zip(rows, names, strict=True) if len(r)], setting)
+    return typical, speakers.kept_statistics(rows, names, typical, prior)
+
+
 def needs_enrolment(meta: dict, speaker: str) -> bool:
     """Whether a model (its ``meta``) is speaker-normalised and does not keep ``speaker``."""
     kept = meta.get("speakers")

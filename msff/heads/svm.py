@@ -124,6 +124,8 @@ def enrol(fitted: svm.FittedSvm, speaker: str, opensmile_h5: list[str | Path]) -
 
     Clips that cannot be heard play no part. False when nothing was kept.
     """
+    if not needs_enrolment(fitted, speaker):
+        return False  # before reading the clips
     rows = [x for x in (_features(str(p))[0] for p in opensmile_h5) if x is not None]
     return bool(rows) and svm.enrol_speaker(fitted, np.stack(rows), speaker)
 
