@@ -37,10 +37,12 @@ opensmile  ``features`` (D,) float32, ``feature_names`` (D,) str; attrs ``featur
 One file per model, not per clip:
 
 ========== =========================================================================
-features   one dataset per clip, named by its id: (n_i, fc_width) float16 fc7
-           features of its found faces (or heard segments), in frame order; (0,
-           fc_width) for a clip the CNN cannot see; attrs ``backbone``,
-           ``fc_width``, ``weights`` (the report line of the CNN's weights)
+features   one dataset per clip, named by its id: (n_i, D) float16 fc7
+           features of its found faces (or heard segments), in frame order; (0, D)
+           for a clip the CNN cannot see; attrs ``backbone``, ``fc_width``,
+           ``weights`` (the report line of the CNN's weights), ``prior_classes``:
+           D = fc_width + prior_classes, the last columns the backbone's own class
+           log-probabilities when its head starts from them (0: none)
 ========== =========================================================================
 """
 

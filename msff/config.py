@@ -168,6 +168,7 @@ def head_arguments(config: dict) -> dict[str, dict]:
             max_train_frames=models["max_train_frames"],
             train_blocks=models["finetune_blocks"],
             flip_test=models["flip_test"],
+            head_start=models["frame_head_start"],
             settings=dict(settings, backbone_lr=models["backbone_lr"]),
         ),
         "blstm": dict(blstm, speaker_norm=models["blstm_speaker_norm"]["face"]),

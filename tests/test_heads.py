@@ -101,7 +101,10 @@ def faces(tmp_path_factory, bad_clips):
     return out
 
 
-def test_frame_cnn_then_blstm_overfit_real_faces(tmp_path, faces):
+@pytest.mark.parametrize("head_start", ["random", "zeroshot"])
+def test_frame_cnn_then_blstm_overfit_real_faces(tmp_path, faces, head_start):
+    """Both heads fit four clips and msff predict's path reproduces them; ``zeroshot``: the
+    features carry FER2013's log-probabilities after fc7 and both heads start from them."""
     clips = records(FACE_CLIPS, extra=[("c_noface", "sad")])
     model, frame_scores = tmp_path / "cnn.pt", tmp_path / "frames.tsv"
     finetune_cnn(
@@ -117,10 +120,12 @@ def test_frame_cnn_then_blstm_overfit_real_faces(tmp_path, faces):
         crop=56,
         max_train_frames=12,
         weights=None,
+        head_start=head_start,
         device="cpu",
         out_features=tmp_path / "features.h5",
     )
     assert train_accuracy(frame_scores, clips) >= 0.9
+    width = 64 + (len(CLASSES) if head_start == "zeroshot" else 0)
     table = scores.read(frame_scores, CLASSES)
     assert table.loc["c_noface", "note"] == "no face found"
     np.testing.assert_allclose(table.loc["c_noface", CLASSES].to_numpy(float), 1 / 7, atol=1e-5)
@@ -132,7 +137,8 @@ def test_frame_cnn_then_blstm_overfit_real_faces(tmp_path, faces):
     built, _ = frame_cnn_load(model)
     with h5py.File(features) as f, h5py.File(tmp_path / "again.h5") as again:
         assert sorted(f) == sorted(c["clip"] for c in clips)
-        assert f["c_noface"].shape == (0, 64)
+        assert f["c_noface"].shape == (0, width)
+        assert f.attrs["prior_classes"] == width - 64
         for clip in f:
             feats = f[clip][()]
             np.testing.assert_array_equal(feats, again[clip][()])
@@ -158,6 +164,7 @@ def test_frame_cnn_then_blstm_overfit_real_faces(tmp_path, faces):
         device="cpu",
     )
     assert train_accuracy(blstm_scores, clips) >= 0.9
+    assert json.loads((tmp_path / "blstm.json").read_text())["model"]["prior"] == width - 64
 
     # msff predict's streamed path (features to a file batch by batch, the BLSTM reading
     # two windows at a time) gives what the workflow wrote for the clip.

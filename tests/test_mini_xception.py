@@ -116,6 +116,39 @@ def test_output_shapes_and_a_head_trains_on_the_features(model, apex):
     assert net.conv1.weight.grad.abs().sum() > 0
 
 
+def test_a_head_started_from_fer2013_scores_as_its_classifier_until_it_trains(model, apex):
+    """frame_head_start: zeroshot: fc8 starts at zero on FER2013's own log-probabilities."""
+    from msff.models.blstm import BLSTM
+    from msff.models.fer2013 import build
+
+    x = preprocess(apex[0][:6])
+    with torch.no_grad():
+        fer2013 = torch.log_softmax(model(x), 1)
+    # Our classes in another order, one FER2013 does not know: mapped by name.
+    classes = ["neutral", "happy", "contempt", "angry", "sad", "surprise", "fear"]
+    net = build(len(classes), 16, None, prior_classes=classes).model.eval()
+    with torch.no_grad():
+        features = net.features(x)
+        logits = net.classify(features)
+    assert features.shape == (6, 16 + 7) and net.fc_width == 23
+    known = [i for i, c in enumerate(classes) if c != "contempt"]
+    columns = [FER2013_CLASSES.index(classes[i]) for i in known]
+    torch.testing.assert_close(logits[:, known], fer2013[:, columns])
+    torch.testing.assert_close(features[:, 16:], logits)  # the prior the BLSTM reads
+    torch.testing.assert_close(logits[:, 2], torch.full((6,), -np.log(7.0)))
+    torch.testing.assert_close(logits, net(x))
+
+    # The BLSTM over such features starts at the mean of a window's log-probabilities.
+    sequence = BLSTM(features.shape[1], hidden=8, num_classes=7, prior=7).eval()
+    with torch.no_grad():
+        window = sequence(features[None])
+    torch.testing.assert_close(window[0], logits.mean(0))
+
+    # Training moves the correction; FER2013's classifier itself stays frozen.
+    torch.nn.functional.cross_entropy(net.train()(x), torch.tensor([0, 1, 2, 3, 4, 5])).backward()
+    assert net.fc8.weight.grad.abs().sum() > 0 and net.backbone.head.weight.grad is None
+
+
 def test_weights_carry_their_preprocessing(model):
     assert model.meta == FER2013_PREPROCESSING
     assert model.meta.classes == FER2013_CLASSES

@@ -44,21 +44,26 @@ def train_blstm(
 
     ``speaker_norm`` > 0: each speaker's sequences standardised over its own clips (all
     splits, no labels), shrunk toward the typical training speaker by that many clips.
+    Features that end in the frame CNN's prior (its backbone's class log-probabilities,
+    the file's ``prior_classes``) give a BLSTM that starts from their mean over a window;
+    they are never standardised.
     """
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
     features, source = cache.read_features(features_h5, [c["clip"] for c in clips])
     common.check_finite_features(features, clips, features_h5, Path(out_model).stem)
     labels = common.labels(clips, classes)
+    prior = int(source.get("prior_classes", 0))
     normalised = None
     if speaker_norm > 0:
-        features, normalised = by_speaker(features, clips, speaker_norm)
+        standardised, normalised = by_speaker(features, clips, speaker_norm)
+        features = [_with_prior(s, f, prior) for s, f in zip(standardised, features, strict=True)]
 
     def windowed(idx):
         return FeatureWindows([features[i] for i in idx], [labels[i] for i in idx], window, stride)
 
     torch.manual_seed(settings.seed)
-    model = BLSTM(features[0].shape[1] if features else 1, hidden, 2, len(classes))
+    model = BLSTM(features[0].shape[1] if features else 1, hidden, 2, len(classes), prior=prior)
     train_idx, val_idx = common.subset(clips, "train"), common.subset(clips, "val")
     history = common.fit_head(
         model,
@@ -83,6 +88,7 @@ def train_blstm(
         features=str(features_h5),
         backbone=str(source.get("backbone")),
         speaker_norm=speaker_norm,
+        prior=prior,
     )
     common.keep(
         out_model,
@@ -97,6 +103,14 @@ def train_blstm(
         {"features": str(source.get("weights"))},
         arrays=normalised,
     )
+
+
+def _with_prior(standardised: np.ndarray, raw: np.ndarray, prior: int) -> np.ndarray:
+    """``standardised`` with its last ``prior`` columns (log-probabilities) as in ``raw``."""
+    if prior and len(raw):
+        standardised = standardised.copy()
+        standardised[:, -prior:] = raw[:, -prior:]
+    return standardised
 
 
 def by_speaker(
@@ -124,7 +138,9 @@ def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
     """
     saved = common.load(model_pt)
     meta = dict(saved["meta"])
-    model = BLSTM(meta["input_dim"], meta["hidden"], 2, len(meta["classes"]))
+    model = BLSTM(
+        meta["input_dim"], meta["hidden"], 2, len(meta["classes"]), prior=meta.get("prior", 0)
+    )
     model.load_state_dict(saved["state_dict"])
     if "speakers" in saved:  # speaker-normalised (and it had training features to do it)
         meta["speakers"] = common.unpacked_speakers(saved["speakers"])
@@ -154,6 +170,7 @@ def infer(
     as a speaker of one clip (its own moments, shrunk).
     """
     model, meta = loaded
+    prior = meta.get("prior", 0)
     index = windows(len(features), meta["window"], meta["stride"])
     if not index:
         return None
@@ -164,8 +181,8 @@ def infer(
         low = min(int(w.min()) for w in part)
         block = np.asarray(features[low : max(int(w.max()) for w in part) + 1])
         block = block.astype(np.float16).astype(np.float32)
-        if mean is not None:
-            block = ((block - mean) / scale).astype(np.float32)  # as train_blstm's
+        if mean is not None:  # as train_blstm's
+            block = _with_prior(((block - mean) / scale).astype(np.float32), block, prior)
         batch = torch.from_numpy(np.stack([block[w - low] for w in part]))
         with torch.no_grad():
             total += torch.softmax(model(batch), 1).sum(0).double()

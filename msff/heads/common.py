@@ -219,12 +219,17 @@ def global_owners(dataset, idx) -> np.ndarray:
 def write_features(out, clips: list[dict], meta: dict, features_of) -> None:
     """A features file (:mod:`msff.cache` layout): ``features_of(clip)`` of every clip.
 
-    ``features_of`` gives a clip's (n, fc_width) features, (0, fc_width) when it has none;
-    clips are computed and written one at a time.
+    ``features_of`` gives a clip's (n, D) features, (0, D) when it has none; clips are
+    computed and written one at a time.
     """
     cache.write_features(
         out,
-        dict(backbone=meta["backbone"], fc_width=meta["fc_width"], weights=meta["weights"]),
+        dict(
+            backbone=meta["backbone"],
+            fc_width=meta["fc_width"],
+            weights=meta["weights"],
+            prior_classes=meta.get("prior_classes", 0),
+        ),
         ((c["clip"], features_of(c)) for c in clips),
     )
 

@@ -30,14 +30,27 @@ from msff.train import TrainSettings
 
 
 def build(
-    backbone: str, num_classes: int, fc_width: int, weights: str | None, train_blocks: int = 0
+    backbone: str,
+    num_classes: int,
+    fc_width: int,
+    weights: str | None,
+    train_blocks: int = 0,
+    prior_classes: list[str] | None = None,
 ) -> Built:
-    """A frame backbone by its registry name, built by its module's ``build``."""
+    """A frame backbone by its registry name, built by its module's ``build``.
+
+    ``prior_classes``: the head starts from the backbone's own classifier where it has
+    one (its module's ``CLASSES``: FER2013); other backbones' heads start at random.
+    """
     if backbone not in registry.FRAME_BACKBONES:
         raise ConfigError(
             f"frame backbone {backbone!r} is not one of {sorted(registry.FRAME_BACKBONES)}"
         )
     module = import_module(registry.FRAME_BACKBONES[backbone])
+    if prior_classes and hasattr(module, "CLASSES"):
+        return module.build(
+            num_classes, fc_width, weights, train_blocks=train_blocks, prior_classes=prior_classes
+        )
     return module.build(num_classes, fc_width, weights, train_blocks=train_blocks)
 
 
@@ -88,6 +101,7 @@ def finetune_cnn(
     weights: str | None,
     train_blocks: int = 0,
     flip_test: bool = False,
+    head_start: str = "random",
     device: str = "auto",
     config: dict | None = None,
     checkpoint: str | Path | None = None,
@@ -98,6 +112,9 @@ def finetune_cnn(
     ``train_blocks``: the last blocks of a pretrained backbone that train with the fc
     layers (0: the fc layers only, as the paper), at ``settings.backbone_lr``.
     ``flip_test``: test-time scores and features averaged over each face and its mirror.
+    ``head_start``: ``random`` (the paper's fresh fc layers) or ``zeroshot``: where the
+    backbone's own classifier predicts our classes (FER2013), the head learns a correction
+    to its scores and starts at them (:class:`msff.models.fer2013.Fer2013Net`).
     ``out_features``: where the fc7 features of every found face go, computed in the same
     pass as the frame scores (the backbone runs once over every face, not once for the
     scores and again for the features).
@@ -105,7 +122,8 @@ def finetune_cnn(
     settings = common.as_settings(settings)
     started, dev = time.time(), pick_device(device)
     torch.manual_seed(settings.seed)  # the new fc layers' initial weights, too
-    built = build(backbone, len(classes), fc_width, weights, train_blocks)
+    prior = classes if head_start == "zeroshot" else None
+    built = build(backbone, len(classes), fc_width, weights, train_blocks, prior)
     labels = common.labels(clips, classes)
     paths = [faces_h5.get(c["clip"], "") for c in clips]
 
@@ -140,6 +158,8 @@ def finetune_cnn(
         weights=built.weights,
         pretrained=built.pretrained,
         flip_test=flip_test,
+        # Columns after fc7 in the features: the backbone's log-probabilities of the classes.
+        prior_classes=built.model.fc_width - fc_width,
     )
     model = scorer(built.model, flip_test)
     probs, counts = [], []
@@ -188,7 +208,8 @@ def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
     """
     saved = common.load(model_pt)
     meta = saved["meta"]
-    built = build(meta["backbone"], len(meta["classes"]), meta["fc_width"], None)
+    prior = meta["classes"] if meta.get("prior_classes") else None
+    built = build(meta["backbone"], len(meta["classes"]), meta["fc_width"], None, 0, prior)
     built.model.load_state_dict(saved["state_dict"])
     built.model = scorer(built.model, meta.get("flip_test", False))
     return built, meta

@@ -22,6 +22,10 @@ class BLSTM(nn.Module):
     layers : stacked LSTM layers.
     num_classes : outputs.
     dropout : between LSTM layers and before the classifier.
+    prior : the last ``prior`` input columns are class log-probabilities of each frame
+        (a frame CNN whose head starts from its backbone's classifier,
+        :class:`msff.models.fer2013.Fer2013Net`); the logits are their mean over the
+        window plus the classifier's, which starts at zero: training starts from them.
     """
 
     def __init__(
@@ -31,6 +35,7 @@ class BLSTM(nn.Module):
         layers: int = 2,
         num_classes: int = 7,
         dropout: float = 0.5,
+        prior: int = 0,
     ):
         super().__init__()
         self.num_classes = num_classes
@@ -44,10 +49,19 @@ class BLSTM(nn.Module):
         )
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(2 * hidden, num_classes)
+        self.prior = prior
+        if prior:
+            if prior != num_classes:
+                raise ValueError(f"{prior} prior columns for {num_classes} classes")
+            nn.init.zeros_(self.fc.weight)
+            nn.init.zeros_(self.fc.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Class logits ``(B, num_classes)`` of feature windows ``(B, T, input_dim)``."""
         _, (h, _) = self.lstm(x)
         # h is (layers * 2, B, hidden): the last layer's forward, then backward state.
         last = torch.cat([h[-2], h[-1]], dim=1)
-        return self.fc(self.dropout(last))
+        logits = self.fc(self.dropout(last))
+        if self.prior:
+            logits = logits + x[:, :, -self.prior :].mean(1)
+        return logits
