@@ -6,6 +6,8 @@ fusion, evaluation, class weighting, cross-validation and ``predict``. Adding a 
 backbone is one line in :data:`FRAME_BACKBONES` plus its module: an ``nn.Module`` and a
 ``build(num_classes, fc_width, weights, **options)`` beside it (see
 :mod:`msff.models.fer2013`). It then gets the frame CNN and the BLSTM over its features.
+A backbone whose own classifier predicts emotions names them in its module's ``CLASSES``
+and takes ``prior_classes`` (config ``frame_head_start: zeroshot``: heads start from it).
 
 Nothing here imports torch: the workflow reads it when it parses the Snakefile.
 """

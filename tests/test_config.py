@@ -107,10 +107,16 @@ def test_out_of_range_value_is_named(repo_config):
 
 
 def test_the_fused_models_follow_the_preset_unless_named(repo_config):
-    """The paper fuses C3D; the cpu preset trains it but leaves it out (near the majority)."""
+    """The paper fuses C3D; the cpu preset trains it but leaves it out (near the majority),
+    and fuses FER2013's frame CNN (started from its classifier) beside its BLSTM."""
     cfg = copy.deepcopy(repo_config)
     assert cfg["fusion"]["models"] is None
-    assert config.fused_models(cfg) == ["fer2013_blstm", "vgg19_blstm_audio", "opensmile_svm"]
+    assert config.fused_models(cfg) == [
+        "fer2013_frames",
+        "fer2013_blstm",
+        "vgg19_blstm_audio",
+        "opensmile_svm",
+    ]
     paper = dict(cfg, preset="paper")
     assert config.fused_models(paper) == [
         "fer2013_blstm",

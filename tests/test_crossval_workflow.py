@@ -9,6 +9,7 @@ import sys
 from datetime import datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -17,6 +18,7 @@ from .conftest import CKPLUS, REPO
 
 pytestmark = pytest.mark.workflow
 FOLDS = 3
+CLASSES = ["angry", "disgust", "fear", "happy", "sad", "surprise", "neutral"]
 SUBJECTS = 9  # 3 test subjects a fold, and 6 left for 3 inner folds (validation)
 TIME = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) ", re.M)
 
@@ -75,17 +77,28 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     assert (metrics["folds"] == FOLDS).all()
     trained = metrics[metrics["model"] != "face_fusion"]  # fusion: milliseconds, rounded to 0
     assert (trained["seconds"] > 0).all()
-    # The face fusion weighs what the workflow's fusion weighs: of the face models, the cpu
-    # preset fuses the BLSTM alone (not the frame CNN, not C3D), so it is the BLSTM's scores.
-    weighed = re.findall(r"fusion weights (\{.*\})", (work / "logs" / "crossval.log").read_text())
-    assert [yaml.safe_load(w) for w in weighed] == [{"fer2013_blstm": 1.0}] * FOLDS
-    oof = {
-        name: pd.read_csv(work / "results/crossval/scores" / f"{name}.tsv", sep="\t", dtype=str)
-        for name in ("fer2013_blstm", "face_fusion")
-    }
-    pd.testing.assert_frame_equal(oof["face_fusion"], oof["fer2013_blstm"])
     folds = pd.read_csv(work / "results" / "crossval" / "folds.tsv", sep="\t", dtype=str)
     assert folds.groupby("speaker")["fold"].nunique().max() == 1  # a subject in one fold
+    # The face fusion weighs what the workflow's fusion weighs: of the face models, the cpu
+    # preset fuses the frame CNN and the BLSTM (not C3D); each fold's fused scores are the
+    # weighted sum of theirs with the weights that fold logged.
+    log_text = (work / "logs" / "crossval.log").read_text()
+    weighed = dict(re.findall(r"fold (\d+): fusion weights (\{.*?\})", log_text))
+    assert sorted(weighed) == [str(k) for k in range(FOLDS)]
+    fused = ["fer2013_frames", "fer2013_blstm"]
+    oof = {
+        name: pd.read_csv(work / "results/crossval/scores" / f"{name}.tsv", sep="\t")
+        .astype({"clip": str})
+        .set_index("clip")[CLASSES]
+        for name in [*fused, "face_fusion"]
+    }
+    fold_of = folds.astype({"clip": str}).set_index("clip")["fold"]
+    for k, text in weighed.items():
+        weights = yaml.safe_load(text)
+        assert sorted(weights) == sorted(fused), weights
+        clips = fold_of.index[fold_of == k]
+        expected = sum(weights[name] * oof[name].loc[clips] for name in fused)
+        np.testing.assert_allclose(oof["face_fusion"].loc[clips], expected, atol=1e-5)
     for name in names:
         table = pd.read_csv(
             work / "results" / "crossval" / "scores" / f"{name}.tsv", sep="\t", dtype={"clip": str}
