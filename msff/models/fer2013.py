@@ -27,8 +27,9 @@ class Fer2013Net(nn.Module):
     class logits are its log-probabilities (mapped to ``prior_classes`` by name) plus
     fc8's, and fc8 starts at zero: before training the network scores as the zero-shot
     backbone does, and a small training set corrects it instead of replacing it. The
-    log-probabilities also follow fc7 in ``features`` (``fc_width`` more columns), so
-    the BLSTM reads them and can start from them too (:class:`msff.models.blstm.BLSTM`).
+    log-probabilities also follow fc7 in ``features`` (``num_classes`` more columns, which
+    the ``fc_width`` attribute counts; ``hidden_width`` is fc6/fc7's), so the BLSTM reads
+    them and can start from them too (:class:`msff.models.blstm.BLSTM`).
     """
 
     def __init__(
