@@ -21,12 +21,17 @@ import torch
 from msff import cache, scores
 from msff.datasets import found_rows
 from msff.heads import common
-from msff.models.mini_xception import FER2013_CLASSES, load_fer2013, preprocess
+from msff.models.mini_xception import (
+    FER2013_CLASSES,
+    fer2013_columns,
+    load_fer2013,
+    preprocess,
+)
 
 
 def _columns(classes: list[str], kept: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """FER2013's column of each class (-1: none), and which classes are kept."""
-    columns = np.array([FER2013_CLASSES.index(c) if c in FER2013_CLASSES else -1 for c in classes])
+    columns = np.array(fer2013_columns(classes))
     return columns, np.array([c in kept for c in classes], float)
 
 

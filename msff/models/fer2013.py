@@ -10,7 +10,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from msff.models.build import Built, hold_frozen_batch_norms, unfreeze_last
-from msff.models.mini_xception import FER2013_CLASSES, MiniXception, load_fer2013, preprocess
+from msff.models.mini_xception import (
+    FER2013_CLASSES,
+    MiniXception,
+    fer2013_columns,
+    load_fer2013,
+    preprocess,
+)
 
 # What the backbone's own classifier predicts: a head can start from it (``prior_classes``).
 CLASSES = FER2013_CLASSES
@@ -54,9 +60,9 @@ class Fer2013Net(nn.Module):
                 raise ValueError(f"{len(self.prior_classes)} prior classes for {num_classes}")
             nn.init.zeros_(self.fc8.weight)
             nn.init.zeros_(self.fc8.bias)
-            # FER2013's column of each class; -1: FER2013 does not know it.
-            columns = [CLASSES.index(c) if c in CLASSES else -1 for c in self.prior_classes]
-            self.register_buffer("prior_columns", torch.tensor(columns), persistent=False)
+            # FER2013's column of each class; -1 (a class it does not know): the guess column.
+            columns = torch.tensor(fer2013_columns(self.prior_classes))
+            self.register_buffer("prior_columns", columns, persistent=False)
         # Width of ``features``: fc7, then the prior's log-probabilities, if any.
         self.fc_width = fc_width + len(self.prior_classes)
 

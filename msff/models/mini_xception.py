@@ -24,6 +24,12 @@ from msff.errors import WeightsError
 
 FER2013_CLASSES = ("angry", "disgust", "fear", "happy", "sad", "surprise", "neutral")
 
+
+def fer2013_columns(classes) -> list[int]:
+    """FER2013's output column of each of ``classes``, by name; -1 where it has none."""
+    return [FER2013_CLASSES.index(c) if c in FER2013_CLASSES else -1 for c in classes]
+
+
 # Keras BatchNormalization defaults; momentum is the other way round in torch (1 - 0.99), kept
 # so that fine-tuning updates the running statistics at the rate the weights were trained with.
 _BN_EPS = 1e-3
