@@ -47,11 +47,8 @@ def build(
             f"frame backbone {backbone!r} is not one of {sorted(registry.FRAME_BACKBONES)}"
         )
     module = import_module(registry.FRAME_BACKBONES[backbone])
-    if prior_classes and hasattr(module, "CLASSES"):
-        return module.build(
-            num_classes, fc_width, weights, train_blocks=train_blocks, prior_classes=prior_classes
-        )
-    return module.build(num_classes, fc_width, weights, train_blocks=train_blocks)
+    start = {"prior_classes": prior_classes} if prior_classes and hasattr(module, "CLASSES") else {}
+    return module.build(num_classes, fc_width, weights, train_blocks=train_blocks, **start)
 
 
 class FlipAveraged(nn.Module):
