@@ -34,6 +34,7 @@ import numpy as np
 import yaml
 
 from msff import config, scores
+from msff import sheet as msff_sheet
 
 REPO = Path(__file__).resolve().parents[1]
 VALIDATION = ("F1", "M1", "F2", "M2")  # the mead_samples actors
@@ -104,7 +105,7 @@ def run_direction(name: str, train: str, test: str, args) -> dict:
         table = scores.read(folder / "results" / "scores" / f"{model}.tsv", classes)
         rows[model] = table[table["split"] == "test"]
     clips = list(rows["fusion"].index)
-    labels = _labels(sheet, cfg["labels"])
+    labels = msff_sheet.classify(msff_sheet.read(sheet), cfg["labels"])["class"]
     weights = json.loads((folder / "results" / "fusion" / "weights.json").read_text())
     return {
         "clips": clips,
@@ -116,15 +117,6 @@ def run_direction(name: str, train: str, test: str, args) -> dict:
         "weights": weights["weights"],
         "seconds": seconds,
     }
-
-
-def _labels(sheet: Path, labels: dict) -> dict[str, str]:
-    """Each clip's class by the config's label map (the sheet holds the data set's labels)."""
-    out = {}
-    for line in sheet.read_text().splitlines()[1:]:
-        clip, _, label, *_ = line.split("\t")
-        out[clip] = config.class_of(label, labels)
-    return out
 
 
 def report(name: str, got: dict) -> None:
@@ -140,7 +132,11 @@ def report(name: str, got: dict) -> None:
             cells.append(f"**{guess}**" if guess == label else guess)
         print(f"| {clip} | {label} | " + " | ".join(cells) + " |")
     right = {
-        m: {c for c, p, t in zip(got["clips"], got["predicted"][m], got["labels"]) if p == t}
+        m: {
+            c
+            for c, p, t in zip(got["clips"], got["predicted"][m], got["labels"], strict=True)
+            if p == t
+        }
         for m in MODELS
     }
     counts = " | ".join(str(len(right[m])) for m in MODELS)
