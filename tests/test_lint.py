@@ -22,8 +22,8 @@ def test_snakemake_lint_is_clean():
     "cmd",
     [
         ("snakefmt", "--check", "Snakefile", "workflow/rules"),
-        ("ruff", "check", "msff", "tests", "workflow/scripts"),
-        ("ruff", "format", "--check", "msff", "tests", "workflow/scripts"),
+        ("ruff", "check", "msff", "tests", "workflow/scripts", "bench"),
+        ("ruff", "format", "--check", "msff", "tests", "workflow/scripts", "bench"),
     ],
 )
 def test_style(cmd):
