@@ -4,7 +4,7 @@ Run from the repository root::
 
     python bench/svm_ravdess.py [--data ../shared/data/ravdess_speech] [--config config.yaml]
         [--features IS09_emotion ComParE_2016] [--kernels rbf linear]
-        [--speaker-norm 0 10] [--speaker-clips 1 5 10]
+        [--speaker-norm 0 10] [--speaker-clips 1 5 10] [--probability softmax coupling auto]
 
 RAVDESS speech (actors 01-16, 960 clips), labels mapped by config ``labels.map`` (calm
 dropped: 832 clips, 7 classes). Four folds of four actors each (01-04, 05-08, 09-12,
@@ -13,7 +13,8 @@ other twelve actors. For each openSMILE feature set (``--features``, default IS0
 kernel (``--kernels``, default rbf), two models on the same features and folds:
 
 - ``msff``: :func:`msff.svm.fit_svm`, C and gamma chosen by speaker-grouped CV inside
-  the twelve training actors, calibrated probabilities; a clip's class is the argmax.
+  the twelve training actors, probabilities by each ``--probability`` method (default:
+  config ``svm.probability``); a clip's class is the argmax.
 - ``reference``: a plain StandardScaler + SVC(rbf, C=10, gamma="scale"), the baseline
   the msff model must match (about 46 % on IS09).
 
@@ -29,6 +30,7 @@ Prints a table per fold and overall for each combination, and the time taken.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -82,8 +84,13 @@ def main() -> None:
     parser.add_argument("--kernels", nargs="+", default=["rbf"], choices=svm.KERNELS)
     parser.add_argument("--speaker-norm", type=float, nargs="+", default=[0.0])
     parser.add_argument("--speaker-clips", type=int, nargs="*", default=[])
+    parser.add_argument(
+        "--probability", nargs="+", choices=svm.PROBABILITY_METHODS, help="default: config's"
+    )
     args = parser.parse_args()
-    labels = config.load(args.config)["labels"]
+    cfg = config.load(args.config)
+    labels = cfg["labels"]
+    args.probability = args.probability or [cfg["svm"]["probability"]]
     classes = labels["classes"]
     pd.set_option("display.width", 140)
     summary = []
@@ -95,29 +102,32 @@ def main() -> None:
         speakers = table["speaker"].to_numpy()
         print(f"RAVDESS speech, actors 01-16, calm dropped: {len(y)} clips, {len(classes)} classes")
         print(f"{feature_set} features ({x.shape[1]}) of {len(y)} clips: {extract_s:.1f} s")
-        for kernel in args.kernels:
-            for prior in args.speaker_norm:
-                result = run_folds(x, y, speakers, classes, kernel, prior, args)
-                n = result["n test"]
-                columns = ["msff", "reference", "majority"]
-                columns += [c for c in result if c.startswith("msff, ")]
-                pooled = {col: float((result[col] * n).sum() / n.sum()) for col in columns}
-                print(
-                    f"{feature_set}, {kernel} kernel, speaker_norm {prior:g}; msff grid: C "
-                    f"{args.c_grid}, gamma {args.gamma_grid}, {args.folds} inner folds"
-                )
-                print(result.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-                print("pooled over folds: " + "  ".join(f"{k} {v:.3f}" for k, v in pooled.items()))
-                summary.append(
-                    {"features": feature_set, "kernel": kernel, "speaker_norm": prior, **pooled}
-                    | {"fit s": float(result["fit s"].sum()), "extract s": extract_s}
-                )
+        for kernel, prior, probability in itertools.product(
+            args.kernels, args.speaker_norm, args.probability
+        ):
+            result = run_folds(x, y, speakers, classes, kernel, prior, probability, args)
+            n = result["n test"]
+            columns = ["msff", "reference", "majority"]
+            columns += [c for c in result if c.startswith("msff, ")]
+            pooled = {col: float((result[col] * n).sum() / n.sum()) for col in columns}
+            print(
+                f"{feature_set}, {kernel} kernel, speaker_norm {prior:g}, probability "
+                f"{probability}; msff grid: C "
+                f"{args.c_grid}, gamma {args.gamma_grid}, {args.folds} inner folds"
+            )
+            print(result.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+            print("pooled over folds: " + "  ".join(f"{k} {v:.3f}" for k, v in pooled.items()))
+            summary.append(
+                {"features": feature_set, "kernel": kernel, "speaker_norm": prior}
+                | {"probability": probability, **pooled}
+                | {"fit s": float(result["fit s"].sum()), "extract s": extract_s}
+            )
     print()
     print(pd.DataFrame(summary).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     print(f"{os.cpu_count()} cores")
 
 
-def run_folds(x, y, speakers, classes, kernel, prior, args) -> pd.DataFrame:
+def run_folds(x, y, speakers, classes, kernel, prior, probability, args) -> pd.DataFrame:
     """One row per fold of four test actors: msff's SVM, the reference, the majority rate."""
     rows = []
     rng = np.random.default_rng(SEED)
@@ -136,6 +146,7 @@ def run_folds(x, y, speakers, classes, kernel, prior, args) -> pd.DataFrame:
             args.folds,
             kernel=kernel,
             speaker_prior=prior,
+            probability=probability,
         )
         scored = svm.predict_scores(fitted, x[test], speakers[test])
         predicted = np.asarray(classes)[scored.argmax(axis=1)]

@@ -222,6 +222,7 @@ def head_arguments(config: dict) -> dict[str, dict]:
             c_grid=svm["c_grid"],
             gamma_grid=svm["gamma_grid"],
             folds=svm["folds"],
+            probability=svm["probability"],
             class_weighted=config["train"]["class_weighted"],
             seed=config["seed"],
         ),

@@ -17,10 +17,17 @@ Its class scores are probabilities whose argmax is the SVM's own decision:
     decision values, renormalised (``CalibratedClassifierCV(method="sigmoid",
     ensemble=False)``). On RAVDESS its argmax disagreed with the SVC on about one clip in
     eight and lost 3-5 accuracy points on unseen speakers (bench/README.md).
+``coupling``
+    libsvm's multi-class probabilities (``svm-train -b 1``; Wu, Lin & Weng, JMLR 2004):
+    one Platt sigmoid per pair of classes on that pair's out-of-fold decision values,
+    the pairwise probabilities then coupled into one distribution (their method 2, a
+    linear system). Its argmax can differ from the vote: where votes are close it
+    weighs how sure each pair is. On HOG descriptors of CK+ faces it was 5-10 points
+    above the vote; on RAVDESS's openSMILE sets within a point (bench/README.md).
 ``auto``
-    Whichever of the two has the higher out-of-fold accuracy, then the lower log loss,
-    each measured cross-fitted: a fold's clips are mapped by parameters fitted on the
-    other folds' out-of-fold values.
+    Whichever of the three has the highest out-of-fold accuracy, then the lowest log
+    loss, each measured cross-fitted: a fold's clips are mapped by parameters fitted on
+    the other folds' out-of-fold values.
 
 **Speaker normalisation** (``speaker_prior > 0``; the cpu preset's ``svm_speaker_norm``):
 before the scaler, each speaker's functionals are standardised over that speaker's own
@@ -47,6 +54,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+from scipy.special import expit
 from sklearn.calibration import _sigmoid_calibration
 from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.pipeline import Pipeline, make_pipeline
@@ -62,12 +70,20 @@ KERNELS = ("rbf", "linear")
 FOLDS = 4
 # softmax keeps the SVC's decision as the argmax; see the module docstring and bench/README.md.
 PROBABILITY = "softmax"
-PROBABILITY_METHODS = ("softmax", "sigmoid", "auto")
+PROBABILITY_METHODS = ("softmax", "sigmoid", "coupling", "auto")
+# A pairwise probability is kept in [PAIR_MIN, 1 - PAIR_MIN], as libsvm does.
+PAIR_MIN = 1e-7
 # The inverse temperature is searched in [0, BETA_MAX]; one vote is worth at most e^50.
 BETA_MAX = 50.0
 FORMAT = "msff-svm/1"
 
 Gamma = float | str
+# The arrays each probability method stores.
+MAPPING = {
+    "softmax": ("beta",),
+    "sigmoid": ("platt_a", "platt_b"),
+    "coupling": ("pair_a", "pair_b"),
+}
 
 
 @dataclass
@@ -90,7 +106,7 @@ class FittedSvm:
     folds : int
         Number of speaker-grouped folds used for the grid search and the calibration.
     calibration : str
-        The probability method used: ``"softmax"`` or ``"sigmoid"``.
+        The probability method used: ``"softmax"``, ``"sigmoid"`` or ``"coupling"``.
     grid : dict
         Pooled cross-validated accuracy of every ``(C, gamma)`` tried.
     n_train, n_speakers : int
@@ -100,10 +116,11 @@ class FittedSvm:
     arrays : dict of str to ndarray
         Everything :func:`predict_scores` needs: ``mean``, ``scale``, ``support_vectors``,
         ``dual_coef``, ``intercept``, ``n_support``, ``gamma``, ``svm_classes`` and the
-        mapping's ``beta`` (softmax) or ``platt_a``/``platt_b`` (sigmoid, one per class).
+        mapping's ``beta`` (softmax), ``platt_a``/``platt_b`` (sigmoid, one per class) or
+        ``pair_a``/``pair_b`` (coupling, one per pair of classes).
     calibration_cv : dict
-        ``softmax`` and ``sigmoid``: each method's cross-fitted out-of-fold ``accuracy``
-        and ``log_loss``; ``requested``: the ``probability`` asked for.
+        ``softmax``, ``sigmoid`` and ``coupling``: each method's cross-fitted out-of-fold
+        ``accuracy`` and ``log_loss``; ``requested``: the ``probability`` asked for.
     kernel : str
         ``"rbf"`` or ``"linear"`` (gamma then plays no part).
     speaker_prior : float
@@ -131,14 +148,9 @@ class FittedSvm:
 
     def provenance(self) -> dict:
         """Plain values that describe the fit, for a report or a provenance file."""
-        mapping = (
-            {"beta": float(self.arrays["beta"])}
-            if self.calibration == "softmax"
-            else {
-                "platt_a": self.arrays["platt_a"].tolist(),
-                "platt_b": self.arrays["platt_b"].tolist(),
-            }
-        )
+        mapping = {
+            name: np.asarray(self.arrays[name]).tolist() for name in MAPPING[self.calibration]
+        }
         return {
             "model": f"StandardScaler + SVC({self.kernel}, break_ties=True)",
             "speaker_prior": self.speaker_prior,
@@ -308,17 +320,18 @@ def fit_svm(
 
     model = svm_pipeline(C, gamma, class_weight, break_ties=True, kernel=kernel).fit(x, y)
     held = np.concatenate([test for _, test in usable])
-    decision = folded[(C, gamma)][1]
+    pairs = folded[(C, gamma)][1]
     target = np.array([svm_classes.index(c) for c in y[held]])
     fold_of = np.concatenate([np.full(len(test), k) for k, (_, test) in enumerate(usable)])
 
-    # Both mappings are measured (cheap: fits on one column of numbers); the requested
-    # one, or for "auto" the better one, is used.
-    compared = {m: _cross_fitted(m, decision, target, fold_of) for m in ("softmax", "sigmoid")}
-    methods = ("softmax", "sigmoid") if probability == "auto" else (probability,)
+    # Every mapping is measured (cheap: fits on a few columns of numbers); the requested
+    # one, or for "auto" the best one, is used.
+    methods = PROBABILITY_METHODS[:-1]
+    compared = {m: _cross_fitted(m, pairs, target, fold_of) for m in methods}
+    methods = methods if probability == "auto" else (probability,)
     chosen = min(methods, key=lambda m: (-compared[m]["accuracy"], compared[m]["log_loss"]))
     arrays = _svm_arrays(model)
-    arrays.update(_fit_mapping(chosen, decision, target))
+    arrays.update(_fit_mapping(chosen, pairs, target))
     arrays.update(typical)
     return FittedSvm(
         model=model,
@@ -424,8 +437,7 @@ def predict_scores(
         if len(groups) != len(x):
             raise ConfigError(f"{len(x)} feature rows and {len(groups)} speakers")
         x = _by_speaker(x, groups, arrays, fitted.speaker_prior, known_speakers(arrays))
-    decision = decision_values(arrays, x, fitted.kernel)
-    probabilities = _mapped(fitted.calibration, arrays, decision)
+    probabilities = _mapped(fitted.calibration, arrays, pair_values(arrays, x, fitted.kernel))
     scores = np.zeros((len(x), len(fitted.classes)))
     columns = [fitted.classes.index(str(c)) for c in arrays["svm_classes"]]
     scores[:, columns] = probabilities
@@ -438,7 +450,19 @@ def decision_values(
     """One-vs-rest decision values of the stored SVC, as ``SVC.decision_function`` gives.
 
     Shape (n, number of SVM classes); argmax is the decision of ``SVC(break_ties=True)``.
-    Computed in numpy from the scaler and the support vectors, a chunk of clips at a time.
+    """
+    pairs = pair_values(arrays, features, kernel)
+    return _ovr_from_pairs(pairs, len(arrays["svm_classes"]))
+
+
+def pair_values(
+    arrays: dict[str, np.ndarray], features: np.ndarray, kernel: str = "rbf"
+) -> np.ndarray:
+    """One-vs-one decision values of the stored SVC, shape (n, pairs of SVM classes).
+
+    Column k is pair k = (i, j), i < j in ``svm_classes`` order, positive for class i
+    (``SVC.decision_function`` with ``decision_function_shape="ovo"``). Computed in numpy
+    from the scaler and the support vectors, a chunk of clips at a time.
     """
     z = (np.asarray(features, np.float64) - arrays["mean"]) / arrays["scale"]
     sv = arrays["support_vectors"]
@@ -446,7 +470,7 @@ def decision_values(
     ends = np.cumsum(arrays["n_support"])
     starts = ends - arrays["n_support"]
     n_classes = len(arrays["svm_classes"])
-    out = np.empty((len(z), n_classes))
+    out = np.empty((len(z), len(intercept)))
     # Squared distances summed from differences, as libsvm does (the |x|^2 + |y|^2 - 2xy
     # shortcut cancels to ~1e-8 off); chunks of clips keep the difference array small.
     step = max(1, 2**21 // max(1, sv.size))
@@ -470,7 +494,7 @@ def decision_values(
                         gram[:, si] @ coef[j - 1, si] + gram[:, sj] @ coef[i, sj] + intercept[k]
                     )
                     k += 1
-        out[lo : lo + step] = _ovr_from_pairs(pairs, n_classes)
+        out[lo : lo + step] = pairs
     return out
 
 
@@ -529,7 +553,7 @@ def load_svm(path: str | Path) -> FittedSvm:
             arrays[name] = value
     needed = {"mean", "scale", "support_vectors", "dual_coef", "intercept", "n_support"}
     needed |= {"gamma", "svm_classes"}
-    needed |= {"beta"} if meta["calibration"] == "softmax" else {"platt_a", "platt_b"}
+    needed |= set(MAPPING[meta["calibration"]])
     needed |= {"speaker_mean", "speaker_var"} if meta.get("speaker_prior") else set()
     missing = sorted(needed - set(arrays))
     if missing:
@@ -589,12 +613,60 @@ def _ovr_from_pairs(pairs: np.ndarray, n_classes: int) -> np.ndarray:
     return votes + confidence / (3 * (np.abs(confidence) + 1))
 
 
-def _ovr_columns(decision: np.ndarray) -> np.ndarray:
-    """``SVC.decision_function`` as (n, classes); a binary SVC's single column made two."""
-    decision = np.asarray(decision, np.float64)
-    if decision.ndim == 1:  # positive means classes_[1]
-        return np.stack([-decision, decision], axis=1)
-    return decision
+def _pair_classes(n_classes: int) -> list[tuple[int, int]]:
+    """The classes (i, j), i < j, of each one-vs-one column, in libsvm's order."""
+    return [(i, j) for i in range(n_classes) for j in range(i + 1, n_classes)]
+
+
+def _n_classes(pairs: np.ndarray) -> int:
+    """Classes of ``pairs`` columns: n (n - 1) / 2 = columns."""
+    return int(round((1 + np.sqrt(1 + 8 * pairs.shape[1])) / 2))
+
+
+def _present_groups(pairs: np.ndarray):
+    """Rows sharing which classes they were scored on (a fold's SVC may lack some: NaN).
+
+    Yields (rows, present classes, their pairs' columns).
+    """
+    index = _pair_classes(_n_classes(pairs))
+    finite = np.isfinite(pairs)
+    for pattern in np.unique(finite, axis=0):
+        rows = (finite == pattern).all(axis=1)
+        present = sorted(
+            {c for (i, j), ok in zip(index, pattern, strict=True) if ok for c in (i, j)}
+        )
+        columns = [k for k, (i, j) in enumerate(index) if i in present and j in present]
+        yield rows, present, columns
+
+
+def _ovr_of(pairs: np.ndarray) -> np.ndarray:
+    """One-vs-rest decision values from one-vs-one ones; NaN for a class not scored on."""
+    out = np.full((len(pairs), _n_classes(pairs)), np.nan)
+    for rows, present, columns in _present_groups(pairs):
+        out[np.ix_(rows, present)] = _ovr_from_pairs(pairs[rows][:, columns], len(present))
+    return out
+
+
+def _coupled(pairwise: np.ndarray) -> np.ndarray:
+    """Class probabilities from pairwise ones (Wu, Lin & Weng 2004, method 2).
+
+    ``pairwise[:, k]`` is P(i | i or j) for pair k = (i, j). The probabilities p minimise
+    sum_i sum_(j != i) (r_ji p_i - r_ij p_j)^2 with sum(p) = 1, a linear system.
+    """
+    n_classes = _n_classes(pairwise)
+    r = np.zeros((len(pairwise), n_classes, n_classes))  # r[:, i, j] = P(i | i or j)
+    for k, (i, j) in enumerate(_pair_classes(n_classes)):
+        r[:, i, j], r[:, j, i] = pairwise[:, k], 1 - pairwise[:, k]
+    q = -r.transpose(0, 2, 1) * r  # q_ij = -r_ji r_ij
+    diagonal = np.arange(n_classes)
+    q[:, diagonal, diagonal] = (r.transpose(0, 2, 1) ** 2).sum(axis=2)  # q_ii = sum_j r_ji^2
+    system = np.zeros((len(pairwise), n_classes + 1, n_classes + 1))
+    system[:, :n_classes, :n_classes] = q
+    system[:, :n_classes, n_classes] = system[:, n_classes, :n_classes] = 1
+    right = np.zeros((len(pairwise), n_classes + 1, 1))
+    right[:, n_classes] = 1
+    p = np.clip(np.linalg.solve(system, right)[:, :n_classes, 0], 0, None)
+    return p / p.sum(axis=1, keepdims=True)
 
 
 def _softmax(logits: np.ndarray) -> np.ndarray:
@@ -635,8 +707,17 @@ def _fit_beta(decision: np.ndarray, target: np.ndarray) -> float:
     return float((lo + hi) / 2)
 
 
-def _fit_mapping(method: str, decision: np.ndarray, target: np.ndarray) -> dict:
-    """The probability mapping's parameters, fitted on out-of-fold decision values."""
+def _fit_mapping(method: str, pairs: np.ndarray, target: np.ndarray) -> dict:
+    """The probability mapping's parameters, fitted on out-of-fold one-vs-one values."""
+    if method == "coupling":
+        index = _pair_classes(_n_classes(pairs))
+        a, b = np.zeros(len(index)), np.zeros(len(index))
+        for k, (i, j) in enumerate(index):
+            rows = np.isfinite(pairs[:, k]) & np.isin(target, (i, j))
+            if rows.any():
+                a[k], b[k] = _sigmoid_calibration(pairs[rows, k], target[rows] == i)
+        return {"pair_a": a, "pair_b": b}
+    decision = _ovr_of(pairs)
     if method == "softmax":
         return {"beta": np.float64(_fit_beta(decision, target))}
     n_classes = decision.shape[1]
@@ -648,12 +729,22 @@ def _fit_mapping(method: str, decision: np.ndarray, target: np.ndarray) -> dict:
     return {"platt_a": a, "platt_b": b}
 
 
-def _mapped(method: str, arrays: dict, decision: np.ndarray) -> np.ndarray:
-    """Probabilities from decision values (rows sum to 1)."""
+def _mapped(method: str, arrays: dict, pairs: np.ndarray) -> np.ndarray:
+    """Probabilities from one-vs-one decision values (rows sum to 1).
+
+    A class the SVC was not trained on (NaN: a fold's training speakers lacked it) gets 0.
+    """
+    if method == "coupling":
+        pairwise = expit(-(arrays["pair_a"] * pairs + arrays["pair_b"]))
+        pairwise = np.clip(pairwise, PAIR_MIN, 1 - PAIR_MIN)
+        out = np.zeros((len(pairs), _n_classes(pairs)))
+        for rows, present, columns in _present_groups(pairs):
+            out[np.ix_(rows, present)] = _coupled(pairwise[rows][:, columns])
+        return out
+    decision = _ovr_of(pairs)
     if method == "softmax":
         return _softmax(float(arrays["beta"]) * decision)
     # Platt: p_k = 1 / (1 + exp(a_k d_k + b_k)), renormalised as CalibratedClassifierCV does.
-    # A class the fold's SVC never saw (NaN) gets 0.
     p = 1 / (1 + np.exp(arrays["platt_a"] * np.nan_to_num(decision) + arrays["platt_b"]))
     p = np.where(np.isnan(decision), 0.0, p)
     total = p.sum(axis=1, keepdims=True)
@@ -661,13 +752,13 @@ def _mapped(method: str, arrays: dict, decision: np.ndarray) -> np.ndarray:
     return np.where(total > 0, p / np.where(total > 0, total, 1), uniform)
 
 
-def _cross_fitted(method: str, decision, target, fold_of) -> dict[str, float]:
+def _cross_fitted(method: str, pairs, target, fold_of) -> dict[str, float]:
     """Accuracy and log loss of ``method`` on each fold, mapped by the other folds' fit."""
-    probabilities = np.zeros_like(decision)
+    probabilities = np.zeros((len(pairs), _n_classes(pairs)))
     for k in np.unique(fold_of):
         other, this = fold_of != k, fold_of == k
-        params = _fit_mapping(method, decision[other], target[other])
-        probabilities[this] = _mapped(method, params, decision[this])
+        params = _fit_mapping(method, pairs[other], target[other])
+        probabilities[this] = _mapped(method, params, pairs[this])
     return {
         "accuracy": float((probabilities.argmax(1) == target).mean()),
         "log_loss": _log_loss(probabilities, target),
@@ -706,20 +797,26 @@ def _check_grid(c_grid: Sequence[float], gamma_grid: Sequence[Gamma]) -> list:
 def _out_of_fold(
     x, y, splits, C: float, gamma: Gamma, class_weight, classes, kernel: str = "rbf"
 ) -> tuple:
-    """Pooled held-out accuracy of the SVC and its out-of-fold decision values.
+    """Pooled held-out accuracy of the SVC and its out-of-fold one-vs-one decision values.
 
-    The values have one column per entry of ``classes`` (NaN where a fold's training
-    speakers lacked the class), rows in the order of the folds' test parts.
+    The values have one column per pair of ``classes`` (NaN where a fold's training
+    speakers lacked either class), rows in the order of the folds' test parts. They are
+    computed as :func:`predict_scores` computes them, so a mapping is fitted on the very
+    numbers it will be applied to.
     """
     correct = total = 0
+    index = {pair: k for k, pair in enumerate(_pair_classes(len(classes)))}
     decision = []
     for train, test in splits:
         model = svm_pipeline(C, gamma, class_weight, break_ties=True, kernel=kernel)
         model.fit(x[train], y[train])
         correct += int((model.predict(x[test]) == y[test]).sum())
         total += len(test)
-        values = np.full((len(test), len(classes)), np.nan)
-        columns = [classes.index(c) for c in model.classes_]
-        values[:, columns] = _ovr_columns(model.decision_function(x[test]))
+        values = np.full((len(test), len(index)), np.nan)
+        fold_classes = [classes.index(c) for c in model.classes_]
+        columns = [
+            index[(fold_classes[i], fold_classes[j])] for i, j in _pair_classes(len(fold_classes))
+        ]
+        values[:, columns] = pair_values(_svm_arrays(model), x[test], kernel)
         decision.append(values)
     return correct / total, np.concatenate(decision)

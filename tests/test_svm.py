@@ -292,10 +292,11 @@ def test_probability_methods_are_measured_and_chosen_by_cv(speech):
     x, y, speakers = subset(speech, ["01", "02", "03", "04", "05", "06"])
     auto = svm.fit_svm(x, y, speakers, speech["classes"], seed=0, probability="auto", **SMALL_GRID)
     cv = auto.calibration_cv
-    assert cv["requested"] == "auto" and set(cv) == {"requested", "softmax", "sigmoid"}
-    best = min(("softmax", "sigmoid"), key=lambda m: (-cv[m]["accuracy"], cv[m]["log_loss"]))
+    methods = ("softmax", "sigmoid", "coupling")
+    assert cv["requested"] == "auto" and set(cv) == {"requested", *methods}
+    best = min(methods, key=lambda m: (-cv[m]["accuracy"], cv[m]["log_loss"]))
     assert auto.calibration == best
-    for method in ("softmax", "sigmoid"):
+    for method in methods:
         assert 0 < cv[method]["accuracy"] <= 1 and 0 < cv[method]["log_loss"] < np.log(7) + 1
     sigmoid = svm.fit_svm(
         x, y, speakers, speech["classes"], seed=0, probability="sigmoid", **SMALL_GRID
@@ -307,6 +308,42 @@ def test_probability_methods_are_measured_and_chosen_by_cv(speech):
     np.testing.assert_allclose(scores.sum(axis=1), 1, atol=1e-12)
     with pytest.raises(ConfigError, match="probability='isotonic' must be one of"):
         svm.fit_svm(x, y, speakers, speech["classes"], seed=0, probability="isotonic")
+
+
+def test_coupling_recovers_probabilities_from_consistent_pairs():
+    # Pairwise probabilities made from one distribution, r_ij = p_i / (p_i + p_j), are
+    # consistent: Wu, Lin & Weng's method 2 gives that distribution back exactly.
+    rng = np.random.default_rng(0)
+    p = rng.dirichlet(np.ones(6), size=5)
+    pairwise = np.stack([p[:, i] / (p[:, i] + p[:, j]) for i, j in svm._pair_classes(6)], axis=1)
+    np.testing.assert_allclose(svm._coupled(pairwise), p, atol=1e-12)
+
+
+def test_coupled_scores_on_unseen_actors(speech, tmp_path):
+    # libsvm's probabilities (one sigmoid per pair of classes, coupled) on real speech:
+    # a distribution per clip over the 7 classes, well above the majority class and
+    # within 5 % of the clips of the vote, and saved and loaded without pickle to the same numbers.
+    x, y, speakers = subset(speech, [f"{a:02d}" for a in range(1, 11)])
+    coupled = svm.fit_svm(
+        x, y, speakers, speech["classes"], 0, probability="coupling", **SMALL_GRID
+    )
+    assert coupled.calibration == "coupling"
+    assert len(coupled.provenance()["calibration_parameters"]["pair_a"]) == 21
+    x_test, y_test, _ = subset(speech, ["14", "15", "16"])
+    scores = svm.predict_scores(coupled, x_test)
+    assert (scores >= 0).all()
+    np.testing.assert_allclose(scores.sum(axis=1), 1, atol=1e-9)
+    truth = np.array([speech["classes"].index(c) for c in y_test])
+    vote = coupled.model.predict(x_test)
+    coupled_correct = int((scores.argmax(1) == truth).sum())
+    vote_correct = int((vote == np.asarray(y_test)).sum())
+    assert coupled_correct >= vote_correct - 0.05 * len(y_test), (coupled_correct, vote_correct)
+    majority = np.bincount(truth).max()
+    assert coupled_correct > majority + 0.15 * len(truth), (coupled_correct, majority)
+    svm.save_svm(coupled, tmp_path / "coupled.h5")
+    np.testing.assert_array_equal(
+        svm.predict_scores(svm.load_svm(tmp_path / "coupled.h5"), x_test), scores
+    )
 
 
 def test_save_and_load_reproduce_the_scores_without_pickle(held_out, speech, tmp_path):

@@ -41,13 +41,15 @@ def svm_opensmile(
     class_weighted: bool = False,
     kernel: str = "rbf",
     speaker_norm: float = 0.0,
+    probability: str = svm.PROBABILITY,
 ) -> None:
     """Fit on the training clips, write class scores of every clip of every split.
 
     ``clips`` are sheet records (clip, class, split, speaker). A clip with no usable
     audio (no stream, decoding error, silent track) gets the uniform row and a note.
     ``speaker_norm`` > 0 standardises each speaker's features over its own heard clips,
-    whatever their split (:mod:`msff.speakers`).
+    whatever their split (:mod:`msff.speakers`). ``probability`` is how decision values
+    become scores (:func:`msff.svm.fit_svm`).
     """
     started = time.time()
     features, notes = [], []
@@ -72,6 +74,7 @@ def svm_opensmile(
         class_weight="balanced" if class_weighted else None,
         kernel=kernel,
         speaker_prior=speaker_norm,
+        probability=probability,
     )
     rows = scores.uniform(len(clips), len(classes))
     if heard.any():
