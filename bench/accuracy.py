@@ -14,6 +14,12 @@ variant, so a change is measured before and after in one run:
 
 Prints one table: per model and variant, accuracy, UAR, per-class recall and minutes.
 C3D is off unless --c3d (it stays near the majority rate and costs most of the time).
+The table starts with a simple reference on the same folds, not a workflow model:
+``hog_svm``, HOG descriptors of each face (8 x 8 cells of 9 orientations, 2 x 2 blocks,
+L2-Hys), averaged over the sequence's frames, into the workflow's SVM
+(``msff.svm.fit_svm``: StandardScaler + RBF SVC, C by subject-grouped CV on the fold's
+training and validation subjects, probabilities by config ``svm.probability``); a model
+the workflow trains should beat it. ``--reference-only`` prints that row alone.
 """
 
 from __future__ import annotations
@@ -29,12 +35,14 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 import yaml
 
-from msff import config
-from msff.crossval import run
+from msff import cache, config, evaluate, svm
+from msff.crossval import fold_assignment, run
+from msff.datasets import found_rows
 from msff.devices import set_cpu_threads
 from msff.stages.faces import precropped_faces
 from msff.stages.media import extract_frames
@@ -62,6 +70,77 @@ def ckplus_caches(data: Path, work: Path, labels: dict, size: int) -> tuple[list
             faces[clip] = str(out)
             records.append({"clip": clip, "class": cls, "speaker": row["speaker"]})
     return records, faces
+
+
+def hog(face: np.ndarray, cells: int = 8, bins: int = 9) -> np.ndarray:
+    """HOG descriptor of a face (S, S, 3): Dalal-Triggs blocks of 2 x 2 cells, L2-Hys."""
+    grey = face.astype(float).mean(-1)
+    gx, gy = np.zeros_like(grey), np.zeros_like(grey)
+    gx[:, 1:-1] = grey[:, 2:] - grey[:, :-2]
+    gy[1:-1] = grey[2:] - grey[:-2]
+    magnitude = np.hypot(gx, gy)
+    orientation = np.minimum(
+        (np.rad2deg(np.arctan2(gy, gx)) % 180 / (180 / bins)).astype(int), bins - 1
+    )
+    side = face.shape[0] // cells
+    histograms = np.zeros((cells, cells, bins))
+    for i in range(cells):
+        for j in range(cells):
+            cell = np.s_[i * side : (i + 1) * side, j * side : (j + 1) * side]
+            histograms[i, j] = np.bincount(orientation[cell].ravel(), magnitude[cell].ravel(), bins)
+    blocks = []
+    for i in range(cells - 1):
+        for j in range(cells - 1):
+            block = histograms[i : i + 2, j : j + 2].ravel()
+            block = np.minimum(block / np.sqrt((block**2).sum() + 1e-6), 0.2)
+            blocks.append(block / np.sqrt((block**2).sum() + 1e-6))
+    return np.concatenate(blocks)
+
+
+def hog_svm_reference(
+    records: list, faces: dict, cfg: dict, folds: int, probability: str = "auto"
+) -> pd.DataFrame:
+    """Accuracy of HOG + the workflow's SVM on the folds the models use (a baseline row)."""
+    started = time.perf_counter()
+    classes, seed = cfg["labels"]["classes"], cfg["seed"]
+    descriptors = np.stack(
+        [
+            np.mean(
+                [
+                    hog(f)
+                    for f in cache.read_face_rows(faces[r["clip"]], found_rows(faces[r["clip"]]))
+                ],
+                0,
+            )
+            for r in records
+        ]
+    )
+    fold, _ = fold_assignment(records, classes, folds, seed)
+    labels = np.array([r["class"] for r in records])
+    subjects = [r["speaker"] for r in records]
+    predicted = np.empty(len(records), dtype=object)
+    for k in range(folds):
+        train, test = fold != k, fold == k
+        fitted = svm.fit_svm(
+            descriptors[train],
+            labels[train],
+            [s for s, t in zip(subjects, train, strict=True) if t],
+            classes,
+            seed,
+            c_grid=cfg["svm"]["c_grid"],
+            gamma_grid=cfg["svm"]["gamma_grid"],
+            folds=cfg["svm"]["folds"],
+            probability=probability,
+        )
+        predicted[test] = np.array(classes)[svm.predict_scores(fitted, descriptors[test]).argmax(1)]
+    metrics = evaluate.metrics(
+        [classes.index(c) for c in labels], [classes.index(c) for c in predicted], classes
+    )
+    row = {"variant": "reference", "model": "hog_svm", "accuracy": metrics["accuracy"]}
+    row |= {k: v for k, v in metrics.items() if k.startswith(("uar", "recall_"))}
+    row["majority_rate"] = pd.Series(labels).value_counts(normalize=True).iloc[0]
+    row["minutes"] = (time.perf_counter() - started) / 60
+    return pd.DataFrame([row])
 
 
 def variant(text: str) -> tuple[str, dict]:
@@ -99,6 +178,9 @@ def main() -> None:
     parser.add_argument("--c3d", action="store_true", help="also C3D (slow, near majority)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--reference-only", action="store_true", help="the hog_svm reference alone (seconds)"
+    )
+    parser.add_argument(
         "--variant",
         type=variant,
         action="append",
@@ -112,8 +194,8 @@ def main() -> None:
     size = config.preset(cfg)["faces"]["size"]
     records, faces = ckplus_caches(args.data, args.work, cfg["labels"], size)
     classes = cfg["labels"]["classes"]
-    tables = []
-    for name, overrides in args.variant or [("preset", {})]:
+    tables = [hog_svm_reference(records, faces, cfg, args.folds, cfg["svm"]["probability"])]
+    for name, overrides in [] if args.reference_only else args.variant or [("preset", {})]:
         changed = copy.deepcopy(cfg)
         changed["presets"][args.preset]["models"].update(overrides)
         config.validate(changed, "config", f"variant {name}")
