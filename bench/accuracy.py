@@ -7,7 +7,9 @@ pre-cropped faces resized to the preset's face size, ``StratifiedGroupKFold`` ov
 fusion weights). Every model is trained by the same head functions as the rules
 (``msff.crossval.run`` -> ``msff.heads``) with the committed preset's arguments
 (``msff.config.head_arguments``); options on the command line override them, one run per
-variant, so a change is measured before and after in one run:
+variant, so a change is measured before and after in one run (and where the preset's
+``fusion_rule`` is not ``auto``, the face fusion with weights searched per fold too, from
+the same fold scores):
 
     python bench/accuracy.py                                   # the committed preset
     python bench/accuracy.py --variant fc:finetune_blocks=0 --variant last1:finetune_blocks=1
@@ -41,7 +43,7 @@ import torch
 import yaml
 
 from msff import cache, config, evaluate, svm
-from msff.crossval import fold_assignment, run
+from msff.crossval import fold_assignment, run, tabulate
 from msff.datasets import found_rows
 from msff.devices import set_cpu_threads
 from msff.stages.faces import precropped_faces
@@ -143,6 +145,35 @@ def hog_svm_reference(
     return pd.DataFrame([row])
 
 
+def searched_fusion(records: list, cfg: dict, args, name: str) -> pd.DataFrame:
+    """The face fusion's row with weights searched per fold (rule ``auto``), a run's scores."""
+    classes, seed = cfg["labels"]["classes"], cfg["seed"]
+    run_dir = args.work / args.preset / name
+    trained = [m for b in cfg["models"]["face_backbones"] for m in (f"{b}_frames", f"{b}_blstm")]
+    trained += ["c3d"] if args.c3d else []
+    fold, fold_clips = fold_assignment(records, classes, args.folds, seed)
+    metrics = tabulate(
+        records,
+        classes,
+        fold,
+        fold_clips,
+        {
+            m: [run_dir / "folds" / f"fold{k}" / f"{m}.tsv" for k in range(args.folds)]
+            for m in trained
+        },
+        run_dir / "folds" / "fer2013_zeroshot.tsv",
+        run_dir / "searched",
+        cfg["fusion"]["step"],
+        "auto",
+        cfg["fusion"]["min_clips"],
+        dict.fromkeys(["fer2013_zeroshot", *trained], 0.0),
+        seed,
+    )
+    fused = metrics[metrics["model"] == "face_fusion"].copy()
+    fused["model"] = "face_fusion, searched (auto)"
+    return fused
+
+
 def variant(text: str) -> tuple[str, dict]:
     """``name:key=value,key=value`` -> (name, preset ``models`` overrides).
 
@@ -200,6 +231,7 @@ def main() -> None:
         changed["presets"][args.preset]["models"].update(overrides)
         config.validate(changed, "config", f"variant {name}")
         started = time.perf_counter()
+        rule = config.fusion_settings(changed)["rule"]
         metrics = run(
             records,
             faces,
@@ -212,9 +244,11 @@ def main() -> None:
             folds=args.folds,
             fusion_step=changed["fusion"]["step"],
             device="cpu",
-            fusion_rule=changed["fusion"]["rule"],
+            fusion_rule=rule,
             fusion_min_clips=changed["fusion"]["min_clips"],
         )
+        if rule != "auto":  # the search the preset's rule replaced, on the same fold scores
+            metrics = pd.concat([metrics, searched_fusion(records, changed, args, name)])
         metrics.insert(0, "variant", name)
         metrics["minutes"] = metrics["seconds"] / 60
         print(f"{name} {json.dumps(overrides)}: {(time.perf_counter() - started) / 60:.1f} min")

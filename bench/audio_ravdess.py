@@ -33,7 +33,8 @@ Reported for validation and test: accuracy, unweighted average recall (UAR) and 
 recall of the VGG-19 segment mean (the fine-tuned CNN's own fc8 softmax averaged over a
 clip's scale-1.0 segments, computed here from the fc7 features ``audio_features`` wrote;
 the workflow writes no scores for it), the VGG-19+BLSTM, the SVM, and their fusion (the
-weights :func:`msff.fusion.search` picks on validation, applied to test); the majority
+weights :func:`msff.fusion.search` picks on validation by the preset's rule, and by
+``auto``, the search, where the preset's rule is another, applied to test); the majority
 class rate; and the time of every stage. ``--out-of-fold K`` (config ``fusion.out_of_fold``)
 also trains the four model stages K more times over train + val (actors 01-13), each
 scoring the actors it left out, and adds the fusion whose weights are searched on those
@@ -45,6 +46,7 @@ from __future__ import annotations
 import argparse
 import copy
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -334,11 +336,15 @@ def run_variant(name, overrides, cfg, args, table, done, preprocess_s) -> pd.Dat
     }
     val = split == "val"
     searched = {}
-    for spectrogram_model in ("cnn segment mean", "vgg19_blstm_audio"):
+    # The preset's rule (config.fusion_settings), and the search it replaced where it is not one.
+    step, rule = cfg["fusion"]["step"], config.fusion_settings(cfg)["rule"]
+    for spectrogram_model, chooser in itertools.product(
+        ("cnn segment mean", "vgg19_blstm_audio"), dict.fromkeys([rule, "auto"])
+    ):
         fused = [spectrogram_model, "opensmile_svm"]
-        search = fusion.search([rows[k][val] for k in fused], truth[val], cfg["fusion"]["step"])
-        searched[f"{spectrogram_model} (val)"] = search
-        rows[f"fusion ({spectrogram_model} + svm)"] = fusion.fuse(
+        search = fusion.search([rows[k][val] for k in fused], truth[val], step, chooser)
+        searched[f"{spectrogram_model} (val, {chooser})"] = search
+        rows[f"fusion ({spectrogram_model} + svm), {chooser}"] = fusion.fuse(
             [rows[k] for k in fused], search.weights
         )
     if out_of_fold:

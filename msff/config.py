@@ -110,6 +110,30 @@ def fused_models(config: dict) -> list[str]:
     return fused
 
 
+def fusion_settings(config: dict) -> dict:
+    """Config ``fusion`` with its ``rule`` decided.
+
+    ``fusion.rule``, or when it is null the preset's ``fusion_rule``: the ``cpu`` preset
+    weighs its models equally, the ``paper`` preset searches the grid as the paper did.
+    """
+    settings = dict(config["fusion"])
+    if settings["rule"] is None:
+        block = preset(config)
+        if "fusion_rule" not in block:
+            raise ConfigError(
+                f"fusion.rule is null and preset {config['preset']!r} has no fusion_rule: "
+                "set one of them (best, one-se, auto or equal)"
+            )
+        settings["rule"] = block["fusion_rule"]
+    if settings["rule"] == "equal" and settings["out_of_fold"] > 1:
+        raise ConfigError(
+            f"fusion.out_of_fold: {settings['out_of_fold']} trainings of every fused model "
+            "give the weight search its clips, but rule 'equal' searches nothing: set "
+            "fusion.rule (auto, best or one-se) or fusion.out_of_fold: 0"
+        )
+    return settings
+
+
 def class_of(label: str, labels: dict) -> str | None:
     """Map a data set's label to a class; None when the config drops it.
 

@@ -146,6 +146,29 @@ def test_the_fused_models_follow_the_preset_unless_named(repo_config):
         config.validate(cfg, "config", "config.yaml")
 
 
+def test_the_fusion_rule_follows_the_preset_unless_set(repo_config):
+    """The cpu preset weighs its fused models equally; the paper preset searches the grid."""
+    cfg = copy.deepcopy(repo_config)
+    assert cfg["fusion"]["rule"] is None
+    assert config.fusion_settings(cfg)["rule"] == "equal"
+    assert config.fusion_settings(dict(cfg, preset="paper"))["rule"] == "auto"
+    assert config.fusion_settings(cfg)["step"] == cfg["fusion"]["step"]
+    cfg["fusion"]["rule"] = "one-se"
+    assert config.fusion_settings(cfg)["rule"] == "one-se"
+    assert repo_config["fusion"]["rule"] is None  # the config itself is not changed
+    cfg["fusion"]["rule"] = None
+    cfg["fusion"]["out_of_fold"] = 3  # trainings for a search that equal weights never run
+    with pytest.raises(ConfigError, match="rule 'equal' searches nothing"):
+        config.fusion_settings(cfg)
+    cfg["fusion"]["out_of_fold"] = 0
+    del cfg["presets"]["cpu"]["fusion_rule"]
+    with pytest.raises(ConfigError, match="preset 'cpu' has no fusion_rule"):
+        config.fusion_settings(cfg)
+    cfg["presets"]["cpu"]["fusion_rule"] = "median"
+    with pytest.raises(ConfigError, match="presets/cpu/fusion_rule"):
+        config.validate(cfg, "config", "config.yaml")
+
+
 def test_unknown_preset(repo_config):
     bad = dict(repo_config, preset="gpu")
     with pytest.raises(ConfigError, match="preset='gpu'"):

@@ -103,7 +103,8 @@ def write_config(work: Path, out_of_fold: int) -> None:
     config["samples"] = str(work / "clips.tsv")
     config["gpus_per_job"] = 0  # no card here: fold jobs run side by side on the cores
     config["models"].update(zeroshot=True, c3d=False, audio_cnn=False, opensmile_svm=False)
-    config["fusion"].update(models=FUSED, out_of_fold=out_of_fold)
+    # The search (the cpu preset weighs its models equally, which needs no search clips).
+    config["fusion"].update(models=FUSED, out_of_fold=out_of_fold, rule="auto")
     config["presets"]["cpu"]["models"]["epochs"] = 1  # the DAG, not accuracy, is tested
     (work / "config.yaml").write_text(yaml.safe_dump(config))
 

@@ -259,6 +259,8 @@ def model_scores():
 
 # The models the fusion weighs: fusion.models, or the preset's fusion_models this config runs.
 FUSED = msff.config.fused_models(config)
+# Config fusion with its rule decided: fusion.rule, or the preset's fusion_rule.
+FUSION = msff.config.fusion_settings(config)
 
 
 def get_fusion_scores(wildcards):

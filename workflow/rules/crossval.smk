@@ -64,7 +64,7 @@ rule crossval:
         scores=lambda wildcards: crossval_scores(),
         provenance=lambda wildcards: crossval_provenance(),
         fused=crossval_fused(),
-        fusion=config["fusion"],
+        fusion=FUSION,
         seed=config["seed"],
     script:
         "../scripts/crossval.py"

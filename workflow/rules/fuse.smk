@@ -27,7 +27,7 @@ rule fuse:
         out_of_fold=out_of_fold_scores(),
         clips=clip_records(),
         classes=CLASSES,
-        fusion=config["fusion"],
+        fusion=FUSION,
         seed=config["seed"],
     script:
         "../scripts/fuse.py"
@@ -88,7 +88,7 @@ rule evaluate:
         clips=clip_records(),
         classes=CLASSES,
         fused=FUSED,
-        fusion=config["fusion"],
+        fusion=FUSION,
         out_of_fold=out_of_fold_scores(),
     script:
         "../scripts/evaluate.py"
