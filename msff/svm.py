@@ -56,13 +56,14 @@ import h5py
 import numpy as np
 from scipy.special import expit
 from sklearn.calibration import _sigmoid_calibration
-from sklearn.model_selection import StratifiedGroupKFold
+from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from msff import speakers as speaker_norm
 from msff.errors import BadClipError, ConfigError
+from msff.logs import log
 
 C_GRID = (1.0, 3.0, 10.0, 30.0, 100.0)
 GAMMA_GRID = ("scale",)
@@ -193,21 +194,30 @@ def speaker_folds(
 
     Folds are balanced by class as far as whole speakers allow (StratifiedGroupKFold);
     there are ``min(folds, number of speakers, clips of the largest class)`` of them (a
-    handful of training clips gets fewer folds, not an error).
+    handful of training clips gets fewer folds, not an error). With a single training
+    speaker no fold can leave a speaker out: the folds are of that speaker's clips
+    (StratifiedKFold), so C, gamma and the probabilities are chosen for the speaker's
+    other clips, not for unseen speakers; a warning says so.
     """
-    n_speakers = len(set(speakers))
-    if n_speakers < 2:
-        raise ConfigError(
-            f"{n_speakers} training speaker(s): choosing C and gamma and calibrating "
-            "without a speaker on both sides needs at least 2"
-        )
     y, groups = np.asarray(labels), np.asarray(speakers)
+    if not len(y):
+        raise ConfigError("no training clip: choosing C and gamma needs some")
     largest = int(np.unique(y, return_counts=True)[1].max())
     if largest < 2:
         raise ConfigError(
             "every class has a single training clip: choosing C and gamma by "
             "cross-validation needs a class with at least 2"
         )
+    n_speakers = len(set(groups.tolist()))
+    if n_speakers < 2:
+        log.warning(
+            "one training speaker (%s): the SVM's C and gamma are chosen by folds of its "
+            "%d clips, not by speakers left out",
+            groups[0],
+            len(y),
+        )
+        splitter = StratifiedKFold(n_splits=min(folds, largest), shuffle=True, random_state=seed)
+        return [(train, test) for train, test in splitter.split(np.zeros(len(y)), y)]
     # StratifiedGroupKFold refuses more folds than the largest class has clips.
     n_splits = min(folds, n_speakers, largest)
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
@@ -237,7 +247,8 @@ def fit_svm(
     labels : sequence of str
         Class of each clip; every one must be in ``classes``.
     speakers : sequence of str
-        Speaker of each clip; folds never split a speaker.
+        Speaker of each clip; folds never split a speaker (with one speaker, they split
+        its clips: :func:`speaker_folds`).
     classes : sequence of str
         All classes, in the column order scores will have. A class without training
         clips is allowed; it will score 0.
@@ -270,7 +281,7 @@ def fit_svm(
     ------
     ConfigError
         For mismatched lengths, a label outside ``classes``, an empty or invalid grid,
-        fewer than 2 speakers or 2 classes, folds whose training part never holds
+        fewer than 2 classes, no class with 2 clips, folds whose training part never holds
         2 classes, an unknown ``probability`` or ``kernel``, or a negative
         ``speaker_prior``.
     """
