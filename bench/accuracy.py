@@ -7,21 +7,17 @@ pre-cropped faces resized to the preset's face size, ``StratifiedGroupKFold`` ov
 fusion weights). Every model is trained by the same head functions as the rules
 (``msff.crossval.run`` -> ``msff.heads``) with the committed preset's arguments
 (``msff.config.head_arguments``); options on the command line override them, one run per
-variant, so a change is measured before and after in one run (and where the preset's
-``fusion_rule`` is not ``auto``, the face fusion with weights searched per fold too, from
-the same fold scores):
+variant, so a change is measured before and after in one run (and from the same fold
+scores, the face fusion with weights searched per fold where the preset's ``fusion_rule``
+is not ``auto``, and the fusion without ``hog_svm`` where it is on):
 
     python bench/accuracy.py                                   # the committed preset
     python bench/accuracy.py --variant fc:finetune_blocks=0 --variant last1:finetune_blocks=1
 
 Prints one table: per model and variant, accuracy, UAR, per-class recall and minutes.
 C3D is off unless --c3d (it stays near the majority rate and costs most of the time).
-The table starts with a simple reference on the same folds, not a workflow model:
-``hog_svm``, HOG descriptors of each face (8 x 8 cells of 9 orientations, 2 x 2 blocks,
-L2-Hys), averaged over the sequence's frames, into the workflow's SVM
-(``msff.svm.fit_svm``: StandardScaler + RBF SVC, C by subject-grouped CV on the fold's
-training and validation subjects, probabilities by config ``svm.probability``); a model
-the workflow trains should beat it. ``--reference-only`` prints that row alone.
+``hog_svm`` (HOG + SVM, config ``models.hog_svm``) is the hand-crafted model a network
+must beat, trained on the same folds.
 """
 
 from __future__ import annotations
@@ -37,14 +33,12 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 import yaml
 
-from msff import cache, config, evaluate, svm
+from msff import config
 from msff.crossval import fold_assignment, run, tabulate
-from msff.datasets import found_rows
 from msff.devices import set_cpu_threads
 from msff.stages.faces import precropped_faces
 from msff.stages.media import extract_frames
@@ -74,104 +68,48 @@ def ckplus_caches(data: Path, work: Path, labels: dict, size: int) -> tuple[list
     return records, faces
 
 
-def hog(face: np.ndarray, cells: int = 8, bins: int = 9) -> np.ndarray:
-    """HOG descriptor of a face (S, S, 3): Dalal-Triggs blocks of 2 x 2 cells, L2-Hys."""
-    grey = face.astype(float).mean(-1)
-    gx, gy = np.zeros_like(grey), np.zeros_like(grey)
-    gx[:, 1:-1] = grey[:, 2:] - grey[:, :-2]
-    gy[1:-1] = grey[2:] - grey[:-2]
-    magnitude = np.hypot(gx, gy)
-    orientation = np.minimum(
-        (np.rad2deg(np.arctan2(gy, gx)) % 180 / (180 / bins)).astype(int), bins - 1
-    )
-    side = face.shape[0] // cells
-    histograms = np.zeros((cells, cells, bins))
-    for i in range(cells):
-        for j in range(cells):
-            cell = np.s_[i * side : (i + 1) * side, j * side : (j + 1) * side]
-            histograms[i, j] = np.bincount(orientation[cell].ravel(), magnitude[cell].ravel(), bins)
-    blocks = []
-    for i in range(cells - 1):
-        for j in range(cells - 1):
-            block = histograms[i : i + 2, j : j + 2].ravel()
-            block = np.minimum(block / np.sqrt((block**2).sum() + 1e-6), 0.2)
-            blocks.append(block / np.sqrt((block**2).sum() + 1e-6))
-    return np.concatenate(blocks)
+def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.DataFrame:
+    """Face fusions the preset does not make, from a run's fold scores.
 
-
-def hog_svm_reference(
-    records: list, faces: dict, cfg: dict, folds: int, probability: str = "auto"
-) -> pd.DataFrame:
-    """Accuracy of HOG + the workflow's SVM on the folds the models use (a baseline row)."""
-    started = time.perf_counter()
-    classes, seed = cfg["labels"]["classes"], cfg["seed"]
-    descriptors = np.stack(
-        [
-            np.mean(
-                [
-                    hog(f)
-                    for f in cache.read_face_rows(faces[r["clip"]], found_rows(faces[r["clip"]]))
-                ],
-                0,
-            )
-            for r in records
-        ]
-    )
-    fold, _ = fold_assignment(records, classes, folds, seed)
-    labels = np.array([r["class"] for r in records])
-    subjects = [r["speaker"] for r in records]
-    predicted = np.empty(len(records), dtype=object)
-    for k in range(folds):
-        train, test = fold != k, fold == k
-        fitted = svm.fit_svm(
-            descriptors[train],
-            labels[train],
-            [s for s, t in zip(subjects, train, strict=True) if t],
-            classes,
-            seed,
-            c_grid=cfg["svm"]["c_grid"],
-            gamma_grid=cfg["svm"]["gamma_grid"],
-            folds=cfg["svm"]["folds"],
-            probability=probability,
-        )
-        predicted[test] = np.array(classes)[svm.predict_scores(fitted, descriptors[test]).argmax(1)]
-    metrics = evaluate.metrics(
-        [classes.index(c) for c in labels], [classes.index(c) for c in predicted], classes
-    )
-    row = {"variant": "reference", "model": "hog_svm", "accuracy": metrics["accuracy"]}
-    row |= {k: v for k, v in metrics.items() if k.startswith(("uar", "recall_"))}
-    row["majority_rate"] = pd.Series(labels).value_counts(normalize=True).iloc[0]
-    row["minutes"] = (time.perf_counter() - started) / 60
-    return pd.DataFrame([row])
-
-
-def searched_fusion(records: list, cfg: dict, args, name: str) -> pd.DataFrame:
-    """The face fusion's row with weights searched per fold (rule ``auto``), a run's scores."""
+    The weights searched per fold (rule ``auto``) where the preset's rule is another, and
+    the preset's rule without ``hog_svm`` where it is on: changes measured before and after
+    in one run.
+    """
     classes, seed = cfg["labels"]["classes"], cfg["seed"]
     run_dir = args.work / args.preset / name
     trained = [m for b in cfg["models"]["face_backbones"] for m in (f"{b}_frames", f"{b}_blstm")]
     trained += ["c3d"] if args.c3d else []
+    trained += ["hog_svm"] if cfg["models"]["hog_svm"] else []
     fold, fold_clips = fold_assignment(records, classes, args.folds, seed)
-    metrics = tabulate(
-        records,
-        classes,
-        fold,
-        fold_clips,
-        {
-            m: [run_dir / "folds" / f"fold{k}" / f"{m}.tsv" for k in range(args.folds)]
-            for m in trained
-        },
-        run_dir / "folds" / "fer2013_zeroshot.tsv",
-        run_dir / "searched",
-        cfg["fusion"]["step"],
-        "auto",
-        cfg["fusion"]["min_clips"],
-        dict.fromkeys(["fer2013_zeroshot", *trained], 0.0),
-        seed,
-    )
-    fused = metrics[metrics["model"] == "face_fusion"].copy()
-    fused["model"] = "face_fusion, searched (auto)"
-    return fused
+    cases = []
+    if rule != "auto":
+        cases.append(("face_fusion, searched (auto)", "searched", "auto", trained))
+    if "hog_svm" in trained:
+        without = [m for m in trained if m != "hog_svm"]
+        cases.append(("face_fusion without hog_svm", "without_hog_svm", rule, without))
+    rows = []
+    for label, folder, chosen, models in cases:
+        metrics = tabulate(
+            records,
+            classes,
+            fold,
+            fold_clips,
+            {
+                m: [run_dir / "folds" / f"fold{k}" / f"{m}.tsv" for k in range(args.folds)]
+                for m in models
+            },
+            run_dir / "folds" / "fer2013_zeroshot.tsv",
+            run_dir / folder,
+            cfg["fusion"]["step"],
+            chosen,
+            cfg["fusion"]["min_clips"],
+            dict.fromkeys(["fer2013_zeroshot", *models], 0.0),
+            seed,
+        )
+        fused = metrics[metrics["model"] == "face_fusion"].copy()
+        fused["model"] = label
+        rows.append(fused)
+    return pd.concat(rows) if rows else pd.DataFrame()
 
 
 def variant(text: str) -> tuple[str, dict]:
@@ -209,9 +147,6 @@ def main() -> None:
     parser.add_argument("--c3d", action="store_true", help="also C3D (slow, near majority)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
-        "--reference-only", action="store_true", help="the hog_svm reference alone (seconds)"
-    )
-    parser.add_argument(
         "--variant",
         type=variant,
         action="append",
@@ -225,8 +160,8 @@ def main() -> None:
     size = config.preset(cfg)["faces"]["size"]
     records, faces = ckplus_caches(args.data, args.work, cfg["labels"], size)
     classes = cfg["labels"]["classes"]
-    tables = [hog_svm_reference(records, faces, cfg, args.folds, cfg["svm"]["probability"])]
-    for name, overrides in [] if args.reference_only else args.variant or [("preset", {})]:
+    tables = []
+    for name, overrides in args.variant or [("preset", {})]:
         changed = copy.deepcopy(cfg)
         changed["presets"][args.preset]["models"].update(overrides)
         config.validate(changed, "config", f"variant {name}")
@@ -246,9 +181,9 @@ def main() -> None:
             device="cpu",
             fusion_rule=rule,
             fusion_min_clips=changed["fusion"]["min_clips"],
+            hog_svm=changed["models"]["hog_svm"],
         )
-        if rule != "auto":  # the search the preset's rule replaced, on the same fold scores
-            metrics = pd.concat([metrics, searched_fusion(records, changed, args, name)])
+        metrics = pd.concat([metrics, other_fusions(records, changed, args, name, rule)])
         metrics.insert(0, "variant", name)
         metrics["minutes"] = metrics["seconds"] / 60
         print(f"{name} {json.dumps(overrides)}: {(time.perf_counter() - started) / 60:.1f} min")

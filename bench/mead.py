@@ -6,8 +6,8 @@ turns: one trains, the other is the unseen test actor; the four ``mead_samples``
 ``snakemake`` run of the workflow itself, in its own folder under ``--work``, on a sheet
 ``msff build-sheet`` writes, with the preset as committed and an overlay that turns the
 audio models off (the front clips have no sound) and C3D off (it stays at one class on
-MEAD, bench/README.md), FER2013 zero-shot on, and fuses the frame CNN, its BLSTM and the
-zero-shot classifier. Contempt is dropped (``labels.map``).
+MEAD, bench/README.md), FER2013 zero-shot on, and fuses the frame CNN, its BLSTM, HOG +
+SVM and the zero-shot classifier by the preset's rule. Contempt is dropped (``labels.map``).
 
 Prints, per direction, every test clip's label and each model's prediction, the counts,
 and whether the fusion gets every clip the zero-shot backbone gets (issue 16: "at least
@@ -39,7 +39,7 @@ from msff import sheet as msff_sheet
 REPO = Path(__file__).resolve().parents[1]
 VALIDATION = ("F1", "M1", "F2", "M2")  # the mead_samples actors
 DIRECTIONS = {"test W009": ("M030", "W009"), "test M030": ("W009", "M030")}
-MODELS = ("fer2013_frames", "fer2013_blstm", "fer2013_zeroshot", "fusion")
+MODELS = ("fer2013_frames", "fer2013_blstm", "hog_svm", "fer2013_zeroshot", "fusion")
 
 
 def run_direction(name: str, train: str, test: str, args) -> dict:
@@ -74,7 +74,7 @@ def run_direction(name: str, train: str, test: str, args) -> dict:
                     "audio_cnn": False,
                     "opensmile_svm": False,
                 },
-                "fusion": {"models": ["fer2013_frames", "fer2013_blstm", "fer2013_zeroshot"]},
+                "fusion": {"models": [*MODELS[:-1]]},
             }
         )
     )

@@ -240,6 +240,14 @@ def head_arguments(config: dict) -> dict[str, dict]:
                 ),
             ),
         ),
+        "hog_svm": dict(
+            c_grid=svm["c_grid"],
+            gamma_grid=svm["gamma_grid"],
+            folds=svm["folds"],
+            probability=svm["probability"],
+            class_weighted=config["train"]["class_weighted"],
+            seed=config["seed"],
+        ),
         "svm": dict(
             kernel=models["svm_kernel"],
             speaker_norm=models["svm_speaker_norm"],

@@ -11,9 +11,10 @@ exactly once by models that never saw its subject.
 Models: the ``fer2013`` backbone zero-shot (its own FER2013 head; classes the sheet never
 uses are left out of its argmax), each configured frame backbone fine-tuned (frame
 scores averaged: ``{backbone}_frames``), the BLSTM on its features (``{backbone}_blstm``),
-C3D, and ``face_fusion``, the weighted sum of those the workflow's fusion weighs (the
-``snakemake crossval`` rule: config ``fusion.models`` or the preset's; :func:`run`: every
-trained model), with weights searched per fold on its validation clips. Written to
+C3D, HOG + SVM (``hog_svm``), and ``face_fusion``, the weighted sum of those the workflow's
+fusion weighs (the ``snakemake crossval`` rule: config ``fusion.models`` or the preset's;
+:func:`run`: every trained model), with weights chosen per fold on its validation clips
+by the fusion's rule. Written to
 ``out_dir``: ``scores/{model}.tsv`` (out-of-fold scores, ``split`` = the clip's fold),
 ``metrics.tsv`` (accuracy, UAR, macro-F1, per-class recall and wall time per model),
 ``confusion/{model}.tsv`` and ``.png``, ``folds.tsv`` (each clip's fold).
@@ -40,6 +41,7 @@ from msff.heads import zeroshot
 from msff.heads.blstm import train_blstm
 from msff.heads.c3d import train_c3d
 from msff.heads.frame_cnn import finetune_cnn
+from msff.heads.hog_svm import train_hog_svm
 from msff.logs import log
 
 
@@ -65,6 +67,7 @@ def run(
     device: str = "auto",
     fusion_rule: str = "auto",
     fusion_min_clips: int = fusion.SMALL_VALIDATION,
+    hog_svm: bool = False,
 ) -> pd.DataFrame:
     """Cross-validate the face models over ``records`` in this process; the metrics table.
 
@@ -77,6 +80,7 @@ def run(
     fold, fold_clips = fold_assignment(records, classes, folds, seed)
     trained = [m for b in backbones for m in (f"{b}_frames", f"{b}_blstm")]
     trained += ["c3d"] if c3d else []
+    trained += ["hog_svm"] if hog_svm else []
     paths = {m: [] for m in trained}
     seconds = dict.fromkeys(["fer2013_zeroshot", *trained], 0.0)
 
@@ -129,6 +133,18 @@ def run(
                     **heads["c3d"],
                     weights=weights.get("c3d"),
                     device=device,
+                )
+        if hog_svm:
+            paths["hog_svm"].append(fold_dir / "hog_svm.tsv")
+            with _timer(seconds, "hog_svm"):
+                train_hog_svm(
+                    clips,
+                    faces_h5,
+                    paths["hog_svm"][-1],
+                    fold_dir / "hog_svm.json",
+                    fold_dir / "hog_svm.h5",
+                    classes,
+                    **heads["hog_svm"],
                 )
     return tabulate(
         records,

@@ -38,7 +38,7 @@ import numpy as np
 
 from msff import cache, config, fusion, media, registry, sheet
 from msff.errors import ConfigError, MsffError
-from msff.heads import audio_cnn, blstm, c3d, common, frame_cnn, svm, zeroshot
+from msff.heads import audio_cnn, blstm, c3d, common, frame_cnn, hog_svm, svm, zeroshot
 from msff.logs import log
 from msff.stages.audio import opensmile, spectrograms
 from msff.stages.faces import align_faces, precropped_faces
@@ -169,6 +169,8 @@ class RunModels:
                 self.loaded[name] = (audio_cnn.load(files[0], device), blstm.load(files[1]))
             elif model.head == "svm":
                 self.loaded[name] = svm.load(files[0])
+            elif model.head == "hog_svm":
+                self.loaded[name] = hog_svm.load(files[0])
             else:
                 raise ConfigError(f"{name}: no prediction for a model of head {model.head!r}")
 
@@ -261,6 +263,8 @@ class RunModels:
                 out[name] = zeroshot.infer(self.loaded[name], cache_path)
             elif model.head == "c3d":
                 out[name] = c3d.infer(self.loaded[name], cache_path)
+            elif model.head == "hog_svm":
+                out[name] = hog_svm.infer(self.loaded[name], cache_path)
             elif model.head == "audio_cnn":
                 cnn, sequence = self.loaded[name]
                 batches = audio_cnn.infer(cnn, cache_path, speaker=speaker)

@@ -84,9 +84,17 @@ AUDIO_CNN = Model(
     ("vgg19_audio_cnn.pt", "vgg19_blstm_audio.pt"),
     ("msff.heads.audio_cnn", "msff.heads.blstm"),
 )
+# HOG descriptors of the aligned faces + the SVM: the face branch's hand-crafted model.
+HOG_SVM = Model("hog_svm", "hog_svm", FACES, ("hog_svm.h5",), ("msff.heads.hog_svm",))
 SVM = Model("opensmile_svm", "svm", OPENSMILE, ("opensmile_svm.h5",), ("msff.heads.svm",))
 # config ``models`` switch -> the model it turns on
-SWITCHED = {"zeroshot": ZEROSHOT, "c3d": C3D, "audio_cnn": AUDIO_CNN, "opensmile_svm": SVM}
+SWITCHED = {
+    "zeroshot": ZEROSHOT,
+    "c3d": C3D,
+    "hog_svm": HOG_SVM,
+    "audio_cnn": AUDIO_CNN,
+    "opensmile_svm": SVM,
+}
 
 
 def models(config_models: dict) -> list[Model]:

@@ -3,7 +3,8 @@
 Pre-cropped faces go through the trained heads; the fer2013 backbone + fc must beat the
 majority class by 30 points on a subject-independent split (the full 5-fold measurement
 is the `crossval` target's, see bench/README.md); 3-frame sequences go through the
-8-step BLSTM and C3D; the cross-validation keeps subjects apart and scores every clip once.
+8-step BLSTM and C3D; HOG + SVM learns the unseen subjects' expressions too; the
+cross-validation keeps subjects apart and scores every clip once.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from msff import config, crossval, scores
+from msff import cache, config, crossval, hog, scores
+from msff.datasets import found_rows
+from msff.heads import hog_svm
 from msff.heads.blstm import train_blstm
 from msff.heads.c3d import train_c3d
 from msff.heads.frame_cnn import cnn_features, finetune_cnn
@@ -131,6 +134,69 @@ def test_backbone_fc_beats_majority_then_3_frame_sequences_feed_blstm_and_c3d(tm
     blstm_accuracy, _ = accuracy(blstm, clips, "test")
     print(f"+ BLSTM: {blstm_accuracy:.3f}")
     assert blstm_accuracy >= majority + 0.30
+
+
+def test_hog_describes_gradients_not_light_nor_size(ckplus):
+    # Real apex faces: a brighter, flatter copy of a face has the same descriptor (HOG keeps
+    # gradient directions, blocks are normalised), the same face at twice the side has
+    # nearly the same one (cells scale with the face), another expression does not.
+    records, faces = ckplus
+    by_class = {}
+    for r in records:
+        by_class.setdefault(r["class"], r["clip"])
+    happy = cache.read_face_rows(faces[by_class["happy"]], found_rows(faces[by_class["happy"]]))
+    surprise = cache.read_face_rows(
+        faces[by_class["surprise"]], found_rows(faces[by_class["surprise"]])
+    )
+    described = hog.descriptors(happy)
+    assert described.shape == (3, (hog.CELLS - 1) ** 2 * 4 * hog.BINS)
+    lighter = hog.descriptors(happy.astype(float) * 0.5 + 60)
+    np.testing.assert_allclose(lighter, described, atol=1e-3)
+    twice = hog.descriptors(happy.repeat(2, axis=1).repeat(2, axis=2))
+    other = hog.descriptors(surprise)
+
+    def correlation(a, b):
+        return float(np.corrcoef(a.ravel(), b.ravel())[0, 1])
+
+    assert correlation(twice, described) > 0.9 > correlation(other, described) + 0.1
+    np.testing.assert_allclose(hog.clip_descriptor(faces[by_class["happy"]]), described.mean(0))
+    assert hog.clip_descriptor(None) is None
+    assert np.abs(hog.descriptors(np.full((1, 64, 64, 3), 128))).max() == 0  # no gradient
+
+
+def test_hog_svm_learns_unseen_subjects_and_predict_scores_like_the_run(tmp_path, ckplus):
+    records, faces = ckplus
+    splits = split_speakers(
+        [r["speaker"] for r in records], {"train": 0.6, "val": 0.2, "test": 0.2}, seed=1
+    )
+    clips = [dict(r, split=splits[r["speaker"]]) for r in records]
+    out = tmp_path / "hog_svm"
+    out.mkdir()
+    missing = clips[0]["clip"]  # a clip whose faces cache the run lacks: no face found
+    hog_svm.train_hog_svm(
+        clips,
+        {c: p for c, p in faces.items() if c != missing},
+        out / "scores.tsv",
+        out / "hog_svm.json",
+        out / "hog_svm.h5",
+        CLASSES,
+        seed=0,
+        c_grid=[1, 10],
+        gamma_grid=["scale"],
+        folds=4,
+        probability="auto",
+    )
+    test_accuracy, majority = accuracy(out / "scores.tsv", clips, "test")
+    assert test_accuracy > majority + 0.4, (test_accuracy, majority)
+    table = scores.read(out / "scores.tsv", CLASSES)
+    assert table.loc[missing, "note"] == "no face found"
+    assert np.allclose(table.loc[missing, CLASSES], 1 / len(CLASSES))
+    # `msff predict` scores a clip from the saved model exactly as the run did.
+    fitted = hog_svm.load(out / "hog_svm.h5")
+    clip = next(c["clip"] for c in clips if c["split"] == "test")
+    np.testing.assert_allclose(
+        hog_svm.infer(fitted, faces[clip]), table.loc[clip, CLASSES].to_numpy(float), atol=1e-5
+    )
 
 
 def test_crossval_keeps_subjects_apart_and_scores_every_clip_once(tmp_path, ckplus):

@@ -114,6 +114,7 @@ def test_the_fused_models_follow_the_preset_unless_named(repo_config):
     assert config.fused_models(cfg) == [
         "fer2013_frames",
         "fer2013_blstm",
+        "hog_svm",
         "vgg19_blstm_audio",
         "opensmile_svm",
     ]

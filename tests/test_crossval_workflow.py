@@ -68,11 +68,12 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     work, first, sheet = crossval_run
     stats = (first.stdout + first.stderr).split("Job stats:", 1)[1].split("total", 1)[0]
     counts = {line.split()[0]: int(line.split()[1]) for line in stats.splitlines()[3:] if line}
-    for rule in ("finetune_cnn", "train_blstm", "train_c3d"):
+    for rule in ("finetune_cnn", "train_blstm", "train_c3d", "train_hog_svm"):
         assert counts[f"fold_{rule}"] == FOLDS, counts
     assert counts["crossval_zeroshot"] == counts["crossval"] == 1
     metrics = pd.read_csv(work / "results" / "crossval" / "metrics.tsv", sep="\t")
-    names = ["fer2013_zeroshot", "fer2013_frames", "fer2013_blstm", "c3d", "face_fusion"]
+    names = ["fer2013_zeroshot", "fer2013_frames", "fer2013_blstm", "c3d", "hog_svm"]
+    names.append("face_fusion")
     assert list(metrics["model"]) == names
     assert (metrics["folds"] == FOLDS).all()
     trained = metrics[metrics["model"] != "face_fusion"]  # fusion: milliseconds, rounded to 0
@@ -80,12 +81,12 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     folds = pd.read_csv(work / "results" / "crossval" / "folds.tsv", sep="\t", dtype=str)
     assert folds.groupby("speaker")["fold"].nunique().max() == 1  # a subject in one fold
     # The face fusion weighs what the workflow's fusion weighs: of the face models, the cpu
-    # preset fuses the frame CNN and the BLSTM (not C3D); each fold's fused scores are the
-    # weighted sum of theirs with the weights that fold logged.
+    # preset fuses the frame CNN, the BLSTM and HOG + SVM (not C3D), equally; each fold's
+    # fused scores are the weighted sum of theirs with the weights that fold logged.
     log_text = (work / "logs" / "crossval.log").read_text()
     weighed = dict(re.findall(r"fold (\d+): fusion weights (\{.*?\})", log_text))
     assert sorted(weighed) == [str(k) for k in range(FOLDS)]
-    fused = ["fer2013_frames", "fer2013_blstm"]
+    fused = ["fer2013_frames", "fer2013_blstm", "hog_svm"]
     oof = {
         name: pd.read_csv(work / "results/crossval/scores" / f"{name}.tsv", sep="\t")
         .astype({"clip": str})
@@ -96,6 +97,7 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     for k, text in weighed.items():
         weights = yaml.safe_load(text)
         assert sorted(weights) == sorted(fused), weights
+        assert set(weights.values()) == {round(1 / 3, 3)}, weights
         clips = fold_of.index[fold_of == k]
         expected = sum(weights[name] * oof[name].loc[clips] for name in fused)
         np.testing.assert_allclose(oof["face_fusion"].loc[clips], expected, atol=1e-5)

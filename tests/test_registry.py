@@ -54,7 +54,7 @@ def build(num_classes, fc_width, weights, train_blocks=0):
 def test_every_model_is_named_once_and_a_config_turns_them_on(repo_config):
     names = [m.name for m in registry.every_model()]
     assert len(names) == len(set(names))
-    assert {"fer2013_frames", "fer2013_blstm", "c3d", "opensmile_svm"} <= set(names)
+    assert {"fer2013_frames", "fer2013_blstm", "c3d", "hog_svm", "opensmile_svm"} <= set(names)
     on = registry.models(repo_config["models"])
     assert [m.name for m in on][:2] == ["fer2013_frames", "fer2013_blstm"]
     for model in on:

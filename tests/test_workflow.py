@@ -411,6 +411,9 @@ def test_every_model_scores_every_clip_and_fusion_predicts_despite_bad_clips(ful
     blstm = scores.read(work / "results" / "scores" / "fer2013_blstm.tsv", classes)
     assert blstm.loc["no_face", "note"] == "no face found"
     assert blstm.loc["truncated", "note"] == "no face found"  # its faces cache is an error
+    hog = scores.read(work / "results" / "scores" / "hog_svm.tsv", classes)
+    assert hog.loc["no_face", "note"] == hog.loc["truncated", "note"] == "no face found"
+    assert np.allclose(hog.loc["no_face", classes], 1 / len(classes))  # uniform: no face
     predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t")
     assert set(predictions["clip"]) == {r["clip"] for r in rows if r["split"] == "test"}
     # EmotiW's submission: one file per test clip holding its predicted label.

@@ -51,16 +51,57 @@ def svm_opensmile(
     whatever their split (:mod:`msff.speakers`). ``probability`` is how decision values
     become scores (:func:`msff.svm.fit_svm`).
     """
+    features = [_features(opensmile_h5.get(c["clip"])) for c in clips]
+    fit_and_score(
+        "opensmile_svm",
+        clips,
+        [x for x, _ in features],
+        [note for _, note in features],
+        out_scores,
+        out_model,
+        out_fitted,
+        classes,
+        seed,
+        c_grid=c_grid,
+        gamma_grid=gamma_grid,
+        folds=folds,
+        class_weighted=class_weighted,
+        kernel=kernel,
+        speaker_norm=speaker_norm,
+        probability=probability,
+    )
+
+
+def fit_and_score(
+    name: str,
+    clips: list[dict],
+    features: list[np.ndarray | None],
+    notes: list[str],
+    out_scores: str | Path,
+    out_model: str | Path,
+    out_fitted: str | Path,
+    classes: list[str],
+    seed: int,
+    c_grid: list,
+    gamma_grid: list,
+    folds: int,
+    class_weighted: bool = False,
+    kernel: str = "rbf",
+    speaker_norm: float = 0.0,
+    probability: str = svm.PROBABILITY,
+) -> None:
+    """The SVM model ``name`` on one feature row per clip (None: the model cannot see it).
+
+    Fits :func:`msff.svm.fit_svm` on the training clips that have features and writes the
+    scores of every clip (uniform rows, with ``notes`` saying why, where there are none),
+    the provenance JSON and the fitted model (HDF5, no pickle) for ``msff predict``.
+    """
     started = time.time()
-    features, notes = [], []
-    for c in clips:
-        x, note = _features(opensmile_h5.get(c["clip"]))
-        features.append(x)
-        notes.append(note)
-    heard = np.array([x is not None for x in features])
-    train = heard & np.array([c["split"] == "train" for c in clips])
+    seen = np.array([x is not None for x in features])
+    train = seen & np.array([c["split"] == "train" for c in clips])
     if not train.any():
-        raise ConfigError("svm_opensmile: no training clip with usable audio")
+        why = sorted({n for n, c in zip(notes, clips, strict=True) if c["split"] == "train"})
+        raise ConfigError(f"{name}: no training clip it can use ({'; '.join(why) or 'none'})")
     x_train = np.stack([features[i] for i in np.flatnonzero(train)])
     fitted = svm.fit_svm(
         x_train,
@@ -77,13 +118,13 @@ def svm_opensmile(
         probability=probability,
     )
     rows = scores.uniform(len(clips), len(classes))
-    if heard.any():
-        x_heard = np.stack([f for f in features if f is not None])
-        heard_speakers = [clips[i]["speaker"] for i in np.flatnonzero(heard)]
+    if seen.any():
+        x_seen = np.stack([f for f in features if f is not None])
+        seen_speakers = [clips[i]["speaker"] for i in np.flatnonzero(seen)]
         if speaker_norm:
-            speakers.warn_if_few_clips(heard_speakers, "svm_speaker_norm")
-            svm.remember_speakers(fitted, x_heard, heard_speakers)
-        rows[heard] = svm.predict_scores(fitted, x_heard, heard_speakers)
+            speakers.warn_if_few_clips(seen_speakers, "svm_speaker_norm")
+            svm.remember_speakers(fitted, x_seen, seen_speakers)
+        rows[seen] = svm.predict_scores(fitted, x_seen, seen_speakers)
     scores.write(
         out_scores, [c["clip"] for c in clips], [c["split"] for c in clips], rows, classes, notes
     )
@@ -93,15 +134,15 @@ def svm_opensmile(
             truth = np.array([classes.index(clips[i]["class"]) for i in pick])
             accuracy = float((rows[pick].argmax(1) == truth).mean())
             log.info(
-                "%s accuracy %.3f over %d clips (all clips, unheard ones uniform)",
+                "%s accuracy %.3f over %d clips (all clips, unseen ones uniform)",
                 split,
                 accuracy,
                 len(pick),
             )
     record = {
-        "name": "opensmile_svm",
+        "name": name,
         "seconds": round(time.time() - started, 2),
-        "n_heard": int(heard.sum()),
+        "n_seen": int(seen.sum()),
         "n_clips": len(clips),
         **fitted.provenance(),
     }

@@ -70,6 +70,22 @@ use rule train_blstm_audio as weighted_train_blstm_audio with:
         unseen="no audio, or a silent track",
 
 
+use rule train_hog_svm as weighted_train_hog_svm with:
+    output:
+        scores="results/class_weighting/scores/hog_svm.tsv",
+        model="results/class_weighting/models/hog_svm.json",
+        fitted="results/class_weighting/models/hog_svm.h5",
+    log:
+        "logs/class_weighting/train_hog_svm.log",
+    benchmark:
+        "benchmarks/class_weighting/train_hog_svm.tsv"
+    params:
+        clips=clip_records(),
+        faces=face_cache_map,
+        classes=CLASSES,
+        args=FLIPPED["hog_svm"],
+
+
 use rule svm_opensmile as weighted_svm_opensmile with:
     output:
         scores="results/class_weighting/scores/opensmile_svm.tsv",

@@ -353,6 +353,8 @@ def crossval_files(wildcards=None):
             trained[name] = tuple(p.format(b=backbone) for p in trained[name])
     if config["models"]["c3d"]:
         trained["c3d"] = ("scores/c3d.tsv", "models/c3d.json")
+    if config["models"]["hog_svm"]:
+        trained["hog_svm"] = ("scores/hog_svm.tsv", "models/hog_svm.json")
     return {
         name: tuple(
             expand(

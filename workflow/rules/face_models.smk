@@ -102,3 +102,29 @@ rule train_c3d:
         weights=config["weights"].get("c3d"),
     script:
         "../scripts/train_c3d.py"
+
+
+# HOG descriptors of the aligned faces + the SVM: the face branch's hand-crafted model.
+rule train_hog_svm:
+    input:
+        faces=get_face_caches,
+        code=msff_code("msff.heads.hog_svm"),
+    output:
+        scores="results/scores/hog_svm.tsv",
+        model="results/models/hog_svm.json",
+        fitted="results/models/hog_svm.h5",
+    log:
+        "logs/train_hog_svm.log",
+    benchmark:
+        "benchmarks/train_hog_svm.tsv"
+    conda:
+        "../../envs/msff.yaml"
+    resources:
+        **SMALL_JOB_RESOURCES,
+    params:
+        clips=clip_records(),
+        faces=face_cache_map,
+        classes=CLASSES,
+        args=HEADS["hog_svm"],
+    script:
+        "../scripts/train_hog_svm.py"

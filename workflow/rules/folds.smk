@@ -64,6 +64,22 @@ use rule train_c3d as fold_train_c3d with:
         weights=config["weights"].get("c3d"),
 
 
+use rule train_hog_svm as fold_train_hog_svm with:
+    output:
+        scores="results/{experiment}/fold{fold}/scores/hog_svm.tsv",
+        model="results/{experiment}/fold{fold}/models/hog_svm.json",
+        fitted="results/{experiment}/fold{fold}/models/hog_svm.h5",
+    log:
+        "logs/{experiment}/fold{fold}/train_hog_svm.log",
+    benchmark:
+        "benchmarks/{experiment}/fold{fold}/train_hog_svm.tsv"
+    params:
+        clips=fold_clips,
+        faces=face_cache_map,
+        classes=CLASSES,
+        args=HEADS["hog_svm"],
+
+
 use rule svm_opensmile as fold_svm_opensmile with:
     output:
         scores="results/{experiment}/fold{fold}/scores/opensmile_svm.tsv",
