@@ -71,9 +71,9 @@ def ckplus_caches(data: Path, work: Path, labels: dict, size: int) -> tuple[list
 def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.DataFrame:
     """Face fusions the preset does not make, from a run's fold scores.
 
-    The weights searched per fold (rule ``auto``) where the preset's rule is another, and
-    the preset's rule without ``hog_svm`` where it is on: changes measured before and after
-    in one run.
+    The weights searched per fold (rule ``auto``) where the preset's rule is another, the
+    preset's rule without ``hog_svm`` where it is on, and both changes undone: changes
+    measured before and after in one run.
     """
     classes, seed = cfg["labels"]["classes"], cfg["seed"]
     run_dir = args.work / args.preset / name
@@ -87,6 +87,8 @@ def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.Da
     if "hog_svm" in trained:
         without = [m for m in trained if m != "hog_svm"]
         cases.append(("face_fusion without hog_svm", "without_hog_svm", rule, without))
+        if rule != "auto":  # the preset before both changes
+            cases.append(("face_fusion without hog_svm, searched", "before", "auto", without))
     rows = []
     for label, folder, chosen, models in cases:
         metrics = tabulate(
