@@ -179,6 +179,14 @@ def head_arguments(config: dict) -> dict[str, dict]:
         seed=config["seed"],
     )
     svm = config["svm"]
+    svm_options = dict(
+        c_grid=svm["c_grid"],
+        gamma_grid=svm["gamma_grid"],
+        folds=svm["folds"],
+        probability=svm["probability"],
+        class_weighted=config["train"]["class_weighted"],
+        seed=config["seed"],
+    )
     blstm = dict(
         hidden=models["blstm_hidden"],
         window=models["window"],
@@ -240,23 +248,10 @@ def head_arguments(config: dict) -> dict[str, dict]:
                 ),
             ),
         ),
-        "hog_svm": dict(
-            c_grid=svm["c_grid"],
-            gamma_grid=svm["gamma_grid"],
-            folds=svm["folds"],
-            probability=svm["probability"],
-            class_weighted=config["train"]["class_weighted"],
-            seed=config["seed"],
-        ),
+        # Both SVMs choose C, gamma and their probabilities alike (config svm).
+        "hog_svm": svm_options,
         "svm": dict(
-            kernel=models["svm_kernel"],
-            speaker_norm=models["svm_speaker_norm"],
-            c_grid=svm["c_grid"],
-            gamma_grid=svm["gamma_grid"],
-            folds=svm["folds"],
-            probability=svm["probability"],
-            class_weighted=config["train"]["class_weighted"],
-            seed=config["seed"],
+            svm_options, kernel=models["svm_kernel"], speaker_norm=models["svm_speaker_norm"]
         ),
     }
 

@@ -63,12 +63,17 @@ def accuracy(path, records, split):
     return float((predicted == truth).mean()), float(majority)
 
 
-def test_backbone_fc_beats_majority_then_3_frame_sequences_feed_blstm_and_c3d(tmp_path, ckplus):
-    records, faces = ckplus
+def subject_split(records: list[dict]) -> list[dict]:
+    """The records with a split each, 60 : 20 : 20 by subject (seeded)."""
     splits = split_speakers(
         [r["speaker"] for r in records], {"train": 0.6, "val": 0.2, "test": 0.2}, seed=1
     )
-    clips = [dict(r, split=splits[r["speaker"]]) for r in records]
+    return [dict(r, split=splits[r["speaker"]]) for r in records]
+
+
+def test_backbone_fc_beats_majority_then_3_frame_sequences_feed_blstm_and_c3d(tmp_path, ckplus):
+    records, faces = ckplus
+    clips = subject_split(records)
     model = tmp_path / "cnn.pt"
     finetune_cnn(
         "fer2013",
@@ -166,10 +171,7 @@ def test_hog_describes_gradients_not_light_nor_size(ckplus):
 
 def test_hog_svm_learns_unseen_subjects_and_predict_scores_like_the_run(tmp_path, ckplus):
     records, faces = ckplus
-    splits = split_speakers(
-        [r["speaker"] for r in records], {"train": 0.6, "val": 0.2, "test": 0.2}, seed=1
-    )
-    clips = [dict(r, split=splits[r["speaker"]]) for r in records]
+    clips = subject_split(records)
     out = tmp_path / "hog_svm"
     out.mkdir()
     missing = clips[0]["clip"]  # a clip whose faces cache the run lacks: no face found

@@ -127,7 +127,12 @@ def test_the_fused_models_follow_the_preset_unless_named(repo_config):
     ]
     # The preset's list meets the models the config runs: other backbones, audio off.
     cfg["models"] |= dict(face_backbones=["vgg_face", "resnet50"], audio_cnn=False)
-    assert config.fused_models(cfg) == ["vgg_face_blstm", "resnet50_blstm", "opensmile_svm"]
+    assert config.fused_models(cfg) == [
+        "hog_svm",
+        "vgg_face_blstm",
+        "resnet50_blstm",
+        "opensmile_svm",
+    ]
     # A list in fusion.models is taken as it is, C3D included.
     cfg["fusion"]["models"] = ["c3d", "opensmile_svm"]
     assert config.fused_models(cfg) == ["c3d", "opensmile_svm"]

@@ -624,7 +624,7 @@ def test_stage_gives_silent_and_missing_tracks_the_uniform_row(tmp_path, repo_co
         tmp_path / "m.json",
         tmp_path / "m.h5",
         classes,
-        0,
+        seed=0,
         c_grid=[3.0],
         gamma_grid=["scale"],
         folds=3,

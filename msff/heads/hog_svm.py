@@ -27,17 +27,13 @@ def train_hog_svm(
     out_model: str | Path,
     out_fitted: str | Path,
     classes: list[str],
-    seed: int,
-    c_grid: list,
-    gamma_grid: list,
-    folds: int,
-    class_weighted: bool = False,
-    probability: str = svm.PROBABILITY,
+    **options,
 ) -> None:
     """Fit on the training clips' faces, write class scores of every clip of every split.
 
     ``clips`` are sheet records (clip, class, split, speaker); ``faces_h5`` maps a clip to
-    its aligned faces cache (a clip without video has none).
+    its aligned faces cache (a clip without video has none). ``options`` are
+    :func:`msff.heads.svm.fit_and_score`'s (config ``head_arguments``' ``hog_svm``).
     """
     features = [hog.clip_descriptor(faces_h5.get(c["clip"])) for c in clips]
     fit_and_score(
@@ -49,12 +45,7 @@ def train_hog_svm(
         out_model,
         out_fitted,
         classes,
-        seed,
-        c_grid=c_grid,
-        gamma_grid=gamma_grid,
-        folds=folds,
-        class_weighted=class_weighted,
-        probability=probability,
+        **options,
     )
 
 

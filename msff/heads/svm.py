@@ -34,22 +34,13 @@ def svm_opensmile(
     out_model: str | Path,
     out_fitted: str | Path,
     classes: list[str],
-    seed: int,
-    c_grid: list,
-    gamma_grid: list,
-    folds: int,
-    class_weighted: bool = False,
-    kernel: str = "rbf",
-    speaker_norm: float = 0.0,
-    probability: str = svm.PROBABILITY,
+    **options,
 ) -> None:
     """Fit on the training clips, write class scores of every clip of every split.
 
     ``clips`` are sheet records (clip, class, split, speaker). A clip with no usable
     audio (no stream, decoding error, silent track) gets the uniform row and a note.
-    ``speaker_norm`` > 0 standardises each speaker's features over its own heard clips,
-    whatever their split (:mod:`msff.speakers`). ``probability`` is how decision values
-    become scores (:func:`msff.svm.fit_svm`).
+    ``options`` are :func:`fit_and_score`'s (config ``head_arguments``' ``svm``).
     """
     features = [_features(opensmile_h5.get(c["clip"])) for c in clips]
     fit_and_score(
@@ -61,14 +52,7 @@ def svm_opensmile(
         out_model,
         out_fitted,
         classes,
-        seed,
-        c_grid=c_grid,
-        gamma_grid=gamma_grid,
-        folds=folds,
-        class_weighted=class_weighted,
-        kernel=kernel,
-        speaker_norm=speaker_norm,
-        probability=probability,
+        **options,
     )
 
 
@@ -95,6 +79,9 @@ def fit_and_score(
     Fits :func:`msff.svm.fit_svm` on the training clips that have features and writes the
     scores of every clip (uniform rows, with ``notes`` saying why, where there are none),
     the provenance JSON and the fitted model (HDF5, no pickle) for ``msff predict``.
+    ``c_grid``, ``gamma_grid``, ``folds``, ``kernel`` and ``probability`` are fit_svm's;
+    ``class_weighted`` weighs rare classes up; ``speaker_norm`` > 0 standardises each
+    speaker's features over its own clips, whatever their split (:mod:`msff.speakers`).
     """
     started = time.time()
     seen = np.array([x is not None for x in features])
