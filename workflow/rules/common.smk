@@ -259,7 +259,7 @@ def model_scores():
 
 # The models the fusion weighs: fusion.models, or the preset's fusion_models this config runs.
 FUSED = msff.config.fused_models(config)
-# Config fusion with its rule decided: fusion.rule, or the preset's fusion_rule.
+# Config fusion with the weighting it uses (fusion.rule, else the preset's fusion_rule).
 FUSION = msff.config.fusion_settings(config)
 
 
