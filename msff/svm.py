@@ -281,9 +281,9 @@ def fit_svm(
     ------
     ConfigError
         For mismatched lengths, a label outside ``classes``, an empty or invalid grid,
-        fewer than 2 classes, no class with 2 clips, folds whose training part never holds
-        2 classes, an unknown ``probability`` or ``kernel``, or a negative
-        ``speaker_prior``.
+        fewer than 2 classes, an unknown ``probability`` or ``kernel``, or a negative
+        ``speaker_prior``. Too few clips to cross-validate (one per class, or no fold with
+        2 classes) is not an error: the grid's first C and gamma are taken, with a warning.
     """
     x = _check_features(features)
     y = np.asarray(labels, dtype=object)
@@ -316,15 +316,45 @@ def fit_svm(
         typical = speaker_norm.typical_speaker(x[:, None, :], groups)
         x = _by_speaker(x, groups, typical, speaker_prior)
 
-    splits = speaker_folds(y, groups, folds, seed)
     # A fold whose training speakers hold one class cannot fit an SVC: leave it out.
-    usable = [(tr, te) for tr, te in splits if len(set(y[tr])) >= 2]
+    splits, usable = [], []
+    if np.unique(y, return_counts=True)[1].max() >= 2:
+        splits = speaker_folds(y, groups, folds, seed)
+        usable = [(tr, te) for tr, te in splits if len(set(y[tr])) >= 2]
+    svm_classes = sorted(present)  # the order of SVC.classes_
     if not usable:
-        raise ConfigError(
-            f"no speaker fold of {len(splits)} has 2 classes among its training speakers"
+        # A handful of clips (one per class, or classes each of one speaker): nothing to
+        # cross-validate on. The grid's first C and gamma, the softmax of the decision
+        # values at inverse temperature 1: a model that still scores, said in the log.
+        (C, gamma) = grid[0]
+        log.warning(
+            "%d training clips: no fold to choose C and gamma on (%s); the SVM takes C=%s, "
+            "gamma=%s and the softmax of its decision values",
+            len(y),
+            "every class has a single clip" if not splits else "no fold has 2 classes",
+            C,
+            gamma,
+        )
+        model = svm_pipeline(C, gamma, class_weight, break_ties=True, kernel=kernel).fit(x, y)
+        arrays = {**_svm_arrays(model), "beta": np.float64(1.0), **typical}
+        return FittedSvm(
+            model=model,
+            classes=classes,
+            C=C,
+            gamma=gamma,
+            cv_accuracy=float("nan"),
+            folds=0,
+            calibration="softmax",
+            grid={},
+            n_train=len(y),
+            n_speakers=len(set(groups)),
+            seed=seed,
+            arrays=arrays,
+            calibration_cv={"requested": probability},
+            kernel=kernel,
+            speaker_prior=float(speaker_prior),
         )
 
-    svm_classes = sorted(present)  # the order of SVC.classes_
     folded = {p: _out_of_fold(x, y, usable, *p, class_weight, svm_classes, kernel) for p in grid}
     scores = {params: accuracy for params, (accuracy, _) in folded.items()}
     (C, gamma), cv_accuracy = max(scores.items(), key=lambda kv: kv[1])  # first of the ties

@@ -490,7 +490,7 @@ def test_folds_never_split_a_speaker(speech):
     assert len(svm.speaker_folds(y[:104], speakers[:104], 5, seed=0)) == 2  # actors 01, 02
 
 
-def test_a_handful_of_training_clips_gets_fewer_folds_not_an_error(speech):
+def test_a_handful_of_training_clips_gets_fewer_folds_not_an_error(speech, caplog):
     # Two clips of each of four classes, each from an actor of its own: no class has the 4
     # clips that 4 stratified folds need, so the fit uses 2 (it raised sklearn's error).
     actors = {"angry": "01 02", "happy": "03 04", "sad": "05 06", "neutral": "07 08"}
@@ -505,10 +505,18 @@ def test_a_handful_of_training_clips_gets_fewer_folds_not_an_error(speech):
     assert fitted.folds == 2
     probs = svm.predict_scores(fitted, x)
     np.testing.assert_allclose(probs.sum(1), 1, atol=1e-12)
+    # One clip a class: nothing to cross-validate; the grid's first C, a warning, and a
+    # model that scores (its decision values' softmax), as a tiny sheet needs.
     one_each = [y.index(c) for c in ("angry", "happy", "sad", "neutral")]
-    with pytest.raises(ConfigError, match="every class has a single training clip"):
-        svm.fit_svm(x[one_each], [y[i] for i in one_each], [speakers[i] for i in one_each],
-                    speech["classes"], seed=0, folds=4)  # fmt: skip
+    with caplog.at_level("WARNING", logger="msff"):
+        tiny = svm.fit_svm(x[one_each], [y[i] for i in one_each],
+                           [speakers[i] for i in one_each], speech["classes"], seed=0,
+                           c_grid=(3.0, 10.0), folds=4)  # fmt: skip
+    assert "every class has a single clip" in caplog.text
+    assert tiny.C == 3.0 and tiny.folds == 0 and tiny.calibration == "softmax"
+    probs = svm.predict_scores(tiny, x[one_each])
+    np.testing.assert_allclose(probs.sum(1), 1, atol=1e-12)
+    assert [speech["classes"][k] for k in probs.argmax(1)] == [y[i] for i in one_each]
 
 
 # Bad inputs: each raises an error that names the offending value.
