@@ -26,10 +26,11 @@ How the winner is picked (``rule``):
     from 28 clips on it lost up to 1.7 points when they do. Large validation sets
     (AFEW's 383 clips) keep the paper's behaviour.
 ``"equal"``
-    No search: every model weighs 1/n. Where every fused model is good and the
-    validation clips are a few speakers, the searched weights follow those speakers:
-    on unseen RAVDESS speakers and CK+ subjects equal weights were as good or better in
-    every split measured (bench/README.md). A model near chance must not be fused so.
+    No search: every model weighs 1/n. Where the validation clips are a few speakers,
+    searched weights follow those speakers: on unseen CK+ subjects and RAVDESS speakers
+    equal weights did as well or better (bench/README.md). Below ``min_clips``
+    validation clips it is ``"one-se"``: so few clips cannot tell a model at chance (one
+    trained on a single actor, say) from a good one, and equal weights would fuse it.
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def search(
     rule : {"auto", "best", "one-se", "equal"}
         How the winner is picked (module docstring); ``"best"`` is the search as it was.
     min_clips : int
-        ``"auto"`` applies ``"one-se"`` below this many clips, ``"best"`` from it on.
+        Below this many clips ``"auto"`` and ``"equal"`` apply ``"one-se"``; from it on,
+        ``"best"`` and equal weights.
     chunk_elements : int
         Fused scores held at once (weight vectors x clips x classes); the result does not
         depend on it.
@@ -146,6 +148,8 @@ def search(
     n_models, n_clips, n_classes = stack.shape
     if rule == "auto":
         rule = "one-se" if n_clips < min_clips else "best"
+    if rule == "equal" and n_clips < min_clips:
+        rule = "one-se"
     if rule == "equal":
         weights = np.full(n_models, 1 / n_models)
         accuracy = float((fuse(list(stack), weights).argmax(1) == labels).mean())

@@ -81,8 +81,8 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     folds = pd.read_csv(work / "results" / "crossval" / "folds.tsv", sep="\t", dtype=str)
     assert folds.groupby("speaker")["fold"].nunique().max() == 1  # a subject in one fold
     # The face fusion weighs what the workflow's fusion weighs: of the face models, the cpu
-    # preset fuses the frame CNN, the BLSTM and HOG + SVM (not C3D), equally; each fold's
-    # fused scores are the weighted sum of theirs with the weights that fold logged.
+    # preset fuses the frame CNN, the BLSTM and HOG + SVM (not C3D); each fold's fused
+    # scores are the weighted sum of theirs with the weights that fold logged.
     log_text = (work / "logs" / "crossval.log").read_text()
     weighed = dict(re.findall(r"fold (\d+): fusion weights (\{.*?\})", log_text))
     assert sorted(weighed) == [str(k) for k in range(FOLDS)]
@@ -97,7 +97,6 @@ def test_one_job_per_fold_and_model_and_every_clip_scored_once(crossval_run):
     for k, text in weighed.items():
         weights = yaml.safe_load(text)
         assert sorted(weights) == sorted(fused), weights
-        assert set(weights.values()) == {round(1 / 3, 3)}, weights
         clips = fold_of.index[fold_of == k]
         # The log rounds to 3 decimals (1/3 -> 0.333): the sum of the weights undoes that.
         total = sum(weights.values())

@@ -137,14 +137,17 @@ def test_one_se_rule_keeps_a_lucky_model_out_of_a_tiny_validation_set():
 
 def test_equal_rule_weighs_every_model_the_same_and_searches_nothing():
     scores, labels = seven_clips_and_a_lucky_model()
-    equal = fusion.search(scores, labels, step=0.05, rule="equal")
+    # 7 clips cannot tell the lucky model from a good one: below min_clips, one-se.
+    small = fusion.search(scores, labels, step=0.05, rule="equal")
+    assert small.rule == "one-se" and small.weights.tolist() == [1, 0]
+    equal = fusion.search(scores, labels, step=0.05, rule="equal", min_clips=7)
     np.testing.assert_array_equal(equal.weights, [0.5, 0.5])
     fused = (0.5 * scores[0] + 0.5 * scores[1]).argmax(1)
     assert equal.accuracy == (fused == labels).mean() == equal.best_accuracy
     assert equal.rule == "equal" and equal.tolerance == 0 and equal.n_clips == 7
     true = [s[np.arange(7), labels].mean() for s in scores]
     assert equal.mean_true_prob == pytest.approx(np.mean(true))
-    three = fusion.search([*scores, scores[0]], labels, step=0.1, rule="equal")
+    three = fusion.search([*scores, scores[0]], labels, step=0.1, rule="equal", min_clips=1)
     np.testing.assert_allclose(three.weights, [1 / 3] * 3)
     with pytest.raises(ValueError, match="step=0.3 must divide 1"):
         fusion.search(scores, labels, 0.3, rule="equal")
