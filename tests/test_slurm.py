@@ -64,6 +64,7 @@ MODEL_RULES = {
     "finetune_cnn",
     "train_blstm",
     "train_c3d",
+    "train_hog_svm",
     "finetune_audio_cnn",
     "audio_features",
     "train_blstm_audio",
@@ -75,6 +76,7 @@ MODEL_RULES = {
     "weighted_finetune_cnn",
     "weighted_train_blstm",
     "weighted_train_c3d",
+    "weighted_train_hog_svm",
     "weighted_train_blstm_audio",
     "weighted_svm_opensmile",
 }
