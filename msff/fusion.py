@@ -150,13 +150,13 @@ def search(
         rule = "one-se" if n_clips < min_clips else "best"
     if rule == "equal" and n_clips < min_clips:
         rule = "one-se"
+    model_true_prob = stack[:, np.arange(n_clips), labels].mean(1)
     if rule == "equal":
         weights = np.full(n_models, 1 / n_models)
         accuracy = float((fuse(list(stack), weights).argmax(1) == labels).mean())
-        true_prob = float(stack[:, np.arange(n_clips), labels].mean(1) @ weights)
+        true_prob = float(model_true_prob @ weights)
         return FusionResult(weights, accuracy, true_prob, "equal", 0.0, accuracy, n_clips)
     rows = max(1, chunk_elements // max(1, n_clips * n_classes))
-    model_true_prob = stack[:, np.arange(n_clips), labels].mean(1)
     # Per number of models used: the best (correct, true prob, -row) and its weights.
     level: dict[int, tuple] = {}
     offset = 0

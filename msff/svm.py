@@ -197,17 +197,14 @@ def speaker_folds(
     handful of training clips gets fewer folds, not an error). With a single training
     speaker no fold can leave a speaker out: the folds are of that speaker's clips
     (StratifiedKFold), so C, gamma and the probabilities are chosen for the speaker's
-    other clips, not for unseen speakers; a warning says so.
+    other clips, not for unseen speakers; a warning says so. No folds at all when no class
+    has 2 clips (nothing can be held out and still trained on).
     """
     y, groups = np.asarray(labels), np.asarray(speakers)
-    if not len(y):
-        raise ConfigError("no training clip: choosing C and gamma needs some")
-    largest = int(np.unique(y, return_counts=True)[1].max())
+    counts = np.unique(y, return_counts=True)[1]
+    largest = int(counts.max()) if len(counts) else 0
     if largest < 2:
-        raise ConfigError(
-            "every class has a single training clip: choosing C and gamma by "
-            "cross-validation needs a class with at least 2"
-        )
+        return []
     n_speakers = len(set(groups.tolist()))
     if n_speakers < 2:
         log.warning(
@@ -316,11 +313,9 @@ def fit_svm(
         typical = speaker_norm.typical_speaker(x[:, None, :], groups)
         x = _by_speaker(x, groups, typical, speaker_prior)
 
+    splits = speaker_folds(y, groups, folds, seed)
     # A fold whose training speakers hold one class cannot fit an SVC: leave it out.
-    splits, usable = [], []
-    if np.unique(y, return_counts=True)[1].max() >= 2:
-        splits = speaker_folds(y, groups, folds, seed)
-        usable = [(tr, te) for tr, te in splits if len(set(y[tr])) >= 2]
+    usable = [(tr, te) for tr, te in splits if len(set(y[tr])) >= 2]
     svm_classes = sorted(present)  # the order of SVC.classes_
     if not usable:
         # A handful of clips (one per class, or classes each of one speaker): nothing to
@@ -847,7 +842,7 @@ def _out_of_fold(
     """
     correct = total = 0
     index = {pair: k for k, pair in enumerate(_pair_classes(len(classes)))}
-    decision = []
+    pairs = []
     for train, test in splits:
         model = svm_pipeline(C, gamma, class_weight, break_ties=True, kernel=kernel)
         model.fit(x[train], y[train])
@@ -859,5 +854,5 @@ def _out_of_fold(
             index[(fold_classes[i], fold_classes[j])] for i, j in _pair_classes(len(fold_classes))
         ]
         values[:, columns] = pair_values(_svm_arrays(model), x[test], kernel)
-        decision.append(values)
-    return correct / total, np.concatenate(decision)
+        pairs.append(values)
+    return correct / total, np.concatenate(pairs)
