@@ -38,7 +38,7 @@ import torch
 import yaml
 
 from msff import config
-from msff.crossval import fold_assignment, run, tabulate
+from msff.crossval import fold_assignment, fold_scores, run, tabulate, trained_models
 from msff.devices import set_cpu_threads
 from msff.stages.faces import precropped_faces
 from msff.stages.media import extract_frames
@@ -77,9 +77,7 @@ def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.Da
     """
     classes, seed = cfg["labels"]["classes"], cfg["seed"]
     run_dir = args.work / args.preset / name
-    trained = [m for b in cfg["models"]["face_backbones"] for m in (f"{b}_frames", f"{b}_blstm")]
-    trained += ["c3d"] if args.c3d else []
-    trained += ["hog_svm"] if cfg["models"]["hog_svm"] else []
+    trained = trained_models(cfg["models"]["face_backbones"], args.c3d, cfg["models"]["hog_svm"])
     fold, fold_clips = fold_assignment(records, classes, args.folds, seed)
     cases = []
     if rule != "auto":
@@ -96,10 +94,7 @@ def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.Da
             classes,
             fold,
             fold_clips,
-            {
-                m: [run_dir / "folds" / f"fold{k}" / f"{m}.tsv" for k in range(args.folds)]
-                for m in models
-            },
+            fold_scores(run_dir, models, args.folds),
             run_dir / "folds" / "fer2013_zeroshot.tsv",
             run_dir / folder,
             cfg["fusion"]["step"],

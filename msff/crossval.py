@@ -78,10 +78,8 @@ def run(
     out_dir = Path(out_dir)
     seed = heads["frame_cnn"]["settings"]["seed"]
     fold, fold_clips = fold_assignment(records, classes, folds, seed)
-    trained = [m for b in backbones for m in (f"{b}_frames", f"{b}_blstm")]
-    trained += ["c3d"] if c3d else []
-    trained += ["hog_svm"] if hog_svm else []
-    paths = {m: [] for m in trained}
+    trained = trained_models(backbones, c3d, hog_svm)
+    paths = fold_scores(out_dir, trained, folds)
     seconds = dict.fromkeys(["fer2013_zeroshot", *trained], 0.0)
 
     with _timer(seconds, "fer2013_zeroshot"):
@@ -91,8 +89,6 @@ def run(
         fold_dir = out_dir / "folds" / f"fold{k}"
         for backbone in backbones:
             cnn = fold_dir / f"{backbone}_cnn.pt"
-            paths[f"{backbone}_frames"].append(fold_dir / f"{backbone}_frames.tsv")
-            paths[f"{backbone}_blstm"].append(fold_dir / f"{backbone}_blstm.tsv")
             features = fold_dir / f"{backbone}_features.h5"
             with _timer(seconds, f"{backbone}_frames"):
                 finetune_cnn(
@@ -101,7 +97,7 @@ def run(
                     faces_h5,
                     cnn,
                     cnn.with_suffix(".json"),
-                    paths[f"{backbone}_frames"][-1],
+                    paths[f"{backbone}_frames"][k],
                     classes,
                     **heads["frame_cnn"],
                     weights=weights.get(backbone),
@@ -112,7 +108,7 @@ def run(
                 train_blstm(
                     features,
                     clips,
-                    paths[f"{backbone}_blstm"][-1],
+                    paths[f"{backbone}_blstm"][k],
                     fold_dir / f"{backbone}_blstm.pt",
                     fold_dir / f"{backbone}_blstm.json",
                     classes,
@@ -121,12 +117,11 @@ def run(
                     device=device,
                 )
         if c3d:
-            paths["c3d"].append(fold_dir / "c3d.tsv")
             with _timer(seconds, "c3d"):
                 train_c3d(
                     clips,
                     faces_h5,
-                    paths["c3d"][-1],
+                    paths["c3d"][k],
                     fold_dir / "c3d.pt",
                     fold_dir / "c3d.json",
                     classes,
@@ -135,12 +130,11 @@ def run(
                     device=device,
                 )
         if hog_svm:
-            paths["hog_svm"].append(fold_dir / "hog_svm.tsv")
             with _timer(seconds, "hog_svm"):
                 train_hog_svm(
                     clips,
                     faces_h5,
-                    paths["hog_svm"][-1],
+                    paths["hog_svm"][k],
                     fold_dir / "hog_svm.json",
                     fold_dir / "hog_svm.h5",
                     classes,
@@ -160,6 +154,20 @@ def run(
         seconds,
         seed,
     )
+
+
+def trained_models(backbones: list[str], c3d: bool, hog_svm: bool) -> list[str]:
+    """The models :func:`run` trains in every fold, in the order of its tables."""
+    trained = [m for b in backbones for m in (f"{b}_frames", f"{b}_blstm")]
+    return trained + ["c3d"] * c3d + ["hog_svm"] * hog_svm
+
+
+def fold_scores(out_dir: str | Path, trained: list[str], folds: int) -> dict[str, list[Path]]:
+    """Each trained model's scores file of every fold, where :func:`run` writes them."""
+    return {
+        m: [Path(out_dir) / "folds" / f"fold{k}" / f"{m}.tsv" for k in range(folds)]
+        for m in trained
+    }
 
 
 def write_zeroshot(
