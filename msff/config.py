@@ -176,6 +176,7 @@ def head_arguments(config: dict) -> dict[str, dict]:
         optimizer=models["optimizer"],
         lr=models["lr"],
         epochs=models["epochs"],
+        validate_on=models["validate_on"],
         seed=config["seed"],
     )
     svm = config["svm"]

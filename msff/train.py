@@ -51,6 +51,11 @@ class TrainSettings:
     # trains: for a GPU, which would otherwise wait on HDF5 reads; 0 on a CPU, where they
     # would take the cores from the training itself.
     loader_workers: int = 0
+    # The validation accuracy that keeps an epoch and stops training early: "items", that
+    # of what the head trains on (frames, spectrogram segments, BLSTM windows), or "clips":
+    # each clip's item probabilities averaged, as its scores are. Segments of 300 ms are
+    # noisy votes; the clip is what the model is used for.
+    validate_on: str = "items"
 
 
 @dataclass
@@ -118,6 +123,7 @@ def _seed_worker(worker_id: int) -> None:
 
 
 SCHEDULES = ("exponential", "cosine", "onecycle")
+VALIDATE_ON = ("items", "clips")
 
 
 def _scheduler(optimizer, settings: TrainSettings, steps_per_epoch: int):
@@ -134,11 +140,12 @@ def _scheduler(optimizer, settings: TrainSettings, steps_per_epoch: int):
 
 
 def _epoch(
-    model, loader, loss_fn, device, where: str, optimizer=None, per_step=None
-) -> tuple[float, float]:
+    model, loader, loss_fn, device, where: str, optimizer=None, per_step=None, keep=False
+) -> tuple[float, float, np.ndarray | None]:
+    """One pass over ``loader``: mean loss, accuracy, and (``keep``) every item's softmax."""
     training = optimizer is not None
     model.train(training)
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, kept = 0.0, 0, 0, []
     with torch.set_grad_enabled(training):
         for batch, (x, y) in enumerate(loader, 1):
             _check_finite_input(x, f"{where}, batch {batch}")
@@ -155,7 +162,17 @@ def _epoch(
             total_loss += loss.item() * len(y)
             correct += int((logits.argmax(1) == y).sum())
             seen += len(y)
-    return total_loss / max(seen, 1), correct / max(seen, 1)
+            if keep:
+                kept.append(torch.softmax(logits.detach().float(), 1).cpu().numpy())
+    probs = np.concatenate(kept) if kept else None
+    return total_loss / max(seen, 1), correct / max(seen, 1), probs
+
+
+def clip_accuracy(probs: np.ndarray, dataset: Dataset) -> float:
+    """Accuracy of the clips of ``dataset`` (its ``owner`` and ``labels``), items averaged."""
+    labels = np.asarray(dataset.labels)
+    scores, seen = clip_means(probs, dataset.owner, len(labels))
+    return float((scores[seen].argmax(1) == labels[seen]).mean()) if seen.any() else 0.0
 
 
 def param_groups(model: nn.Module, settings: TrainSettings) -> list[dict]:
@@ -261,7 +278,10 @@ def fit(
     """Train the parameters of ``model`` that require grad; keep the best epoch's weights.
 
     The best epoch has the highest validation accuracy (ties: lower validation loss);
-    with no validation set, the lowest training loss. Training stops after
+    with ``settings.validate_on == "clips"``, the highest accuracy of the validation
+    clips first (``val_set.owner`` and ``val_set.labels``: each item's clip, each clip's
+    label; its items' probabilities averaged). With no validation set, the lowest
+    training loss. Training stops after
     ``settings.patience`` epochs without a better one. A training or validation loss
     that is NaN or infinite raises ``TrainingError`` naming the epoch (and ``name``); so
     does a batch whose input holds NaN or infinity, naming the set and the batch.
@@ -274,6 +294,11 @@ def fit(
     same result as a run never stopped (same device); the file is deleted when training
     ends. A checkpoint of other settings is ignored and overwritten.
     """
+    if settings.validate_on not in VALIDATE_ON:
+        raise ValueError(f"validate_on={settings.validate_on!r} is not one of {VALIDATE_ON}")
+    by_clip = settings.validate_on == "clips" and val_set is not None and len(val_set) > 0
+    if by_clip and not (hasattr(val_set, "owner") and hasattr(val_set, "labels")):
+        raise ValueError("validate_on='clips' needs a validation set with owner and labels")
     seed_everything(settings.seed)
     model.to(device)
     params = param_groups(model, settings)
@@ -324,7 +349,7 @@ def fit(
         start = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         where = f"{name}: epoch {epoch}" if name else f"epoch {epoch}"
-        train_loss, train_acc = _epoch(
+        train_loss, train_acc, _ = _epoch(
             model,
             train_loader,
             loss_fn,
@@ -338,12 +363,20 @@ def fit(
             scheduler.step()
         row = dict(epoch=epoch, lr=lr, train_loss=train_loss, train_acc=train_acc)
         if has_val:
-            val_loss, val_acc = _epoch(
-                model, val_loader, nn.CrossEntropyLoss(), device, f"{where}: validation set"
+            val_loss, val_acc, val_probs = _epoch(
+                model,
+                val_loader,
+                nn.CrossEntropyLoss(),
+                device,
+                f"{where}: validation set",
+                keep=by_clip,
             )
             _check_finite(val_loss, "validation", epoch, name)
             row.update(val_loss=val_loss, val_acc=val_acc)
             key = (val_acc, -val_loss)
+            if by_clip:
+                row["val_clip_acc"] = clip_accuracy(val_probs, val_set)
+                key = (row["val_clip_acc"], *key)
         else:
             key = (-train_loss,)
         row["seconds"] = time.perf_counter() - start

@@ -47,6 +47,69 @@ def test_fit_learns_keeps_the_best_epoch_and_is_seeded():
     torch.testing.assert_close(model.weight, again.weight)
 
 
+class ClipItems(torch.utils.data.Dataset):
+    """Items of clips, as the heads' datasets give them: ``owner`` per item, ``labels`` per clip."""
+
+    def __init__(self, x, owner, labels):
+        self.x, self.owner, self.labels = x, np.asarray(owner), list(labels)
+
+    def __len__(self):
+        return len(self.x)
+
+    def __getitem__(self, i):
+        return self.x[i], self.labels[self.owner[i]]
+
+
+def test_validate_on_clips_keeps_the_epoch_of_the_best_clip_accuracy():
+    # 40 clips of 6 noisy items each: a clip's mean vote is right more often than an item.
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 2, 40)
+    owner = np.repeat(np.arange(40), 6)
+    x = torch.tensor(rng.normal(size=(240, 4)) + 0.4 * labels[owner, None], dtype=torch.float32)
+    data = ClipItems(x, owner, labels)
+    settings = train.TrainSettings(
+        batch_size=16, lr=0.05, epochs=6, patience=6, seed=1, validate_on="clips"
+    )
+    train.seed_everything(1)
+    model = torch.nn.Linear(4, 2)
+    history = train.fit(model, data, data, settings, 2, torch.device("cpu"), log=lambda _: 0)
+    clip_accs = [e["val_clip_acc"] for e in history.epochs]
+    best = history.epochs[history.best_epoch - 1]
+    assert best["val_clip_acc"] == max(clip_accs) > max(e["val_acc"] for e in history.epochs)
+    # here the epoch of the best item accuracy is not that of the best clip accuracy
+    by_items = max(history.epochs, key=lambda e: (e["val_acc"], -e["val_loss"]))
+    assert by_items["val_clip_acc"] < best["val_clip_acc"]
+    # the kept weights score the clips as the kept epoch did
+    means, seen = train.clip_means(train.predict(model, data, torch.device("cpu")), owner, 40)
+    assert seen.all() and (means.argmax(1) == labels).mean() == best["val_clip_acc"]
+    items = train.fit(
+        torch.nn.Linear(4, 2), data, data, train.TrainSettings(epochs=1), 2, torch.device("cpu")
+    )
+    assert "val_clip_acc" not in items.epochs[0]  # items: as before
+
+
+def test_validate_on_clips_needs_the_clip_of_every_item():
+    data = TensorDataset(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="owner and labels"):
+        train.fit(
+            torch.nn.Linear(2, 2),
+            data,
+            data,
+            train.TrainSettings(epochs=1, validate_on="clips"),
+            2,
+            torch.device("cpu"),
+        )
+    with pytest.raises(ValueError, match="validate_on='frames'"):
+        train.fit(
+            torch.nn.Linear(2, 2),
+            data,
+            data,
+            train.TrainSettings(epochs=1, validate_on="frames"),
+            2,
+            torch.device("cpu"),
+        )
+
+
 def test_each_epoch_line_says_how_long_at_most_is_left():
     x = torch.randn(16, 3, generator=torch.Generator().manual_seed(0))
     data = TensorDataset(x, (x[:, 0] > 0).long())
