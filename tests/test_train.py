@@ -88,26 +88,16 @@ def test_validate_on_clips_keeps_the_epoch_of_the_best_clip_accuracy():
     assert "val_clip_acc" not in items.epochs[0]  # items: as before
 
 
-def test_validate_on_clips_needs_the_clip_of_every_item():
+@pytest.mark.parametrize(
+    "validate_on, error",
+    [("clips", "owner and labels"), ("frames", "validate_on='frames'")],
+    ids=["clips of a set without them", "unknown"],
+)
+def test_validate_on_clips_needs_the_clip_of_every_item(validate_on, error):
     data = TensorDataset(torch.zeros(4, 2), torch.zeros(4, dtype=torch.long))
-    with pytest.raises(ValueError, match="owner and labels"):
-        train.fit(
-            torch.nn.Linear(2, 2),
-            data,
-            data,
-            train.TrainSettings(epochs=1, validate_on="clips"),
-            2,
-            torch.device("cpu"),
-        )
-    with pytest.raises(ValueError, match="validate_on='frames'"):
-        train.fit(
-            torch.nn.Linear(2, 2),
-            data,
-            data,
-            train.TrainSettings(epochs=1, validate_on="frames"),
-            2,
-            torch.device("cpu"),
-        )
+    settings = train.TrainSettings(epochs=1, validate_on=validate_on)
+    with pytest.raises(ValueError, match=error):
+        train.fit(torch.nn.Linear(2, 2), data, data, settings, 2, torch.device("cpu"))
 
 
 def test_each_epoch_line_says_how_long_at_most_is_left():
