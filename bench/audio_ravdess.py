@@ -4,7 +4,7 @@ Run from the repository root::
 
     nice -n 10 python bench/audio_ravdess.py [--data ../shared/data/ravdess_speech]
         [--work /tmp/msff-audio-ravdess] [--preset cpu] [--epochs N] [--threads 2]
-        [--variant NAME:key=value;key=value ...] [--out-of-fold K]
+        [--variant NAME:key=value;key=value ...] [--out-of-fold K] [--folds K]
 
 ``--variant`` overrides values of the preset, one run per variant (default: the preset
 as committed): a key of ``models`` (``audio_cnn_layers=[16,M,32,M]``) or of ``audio``
@@ -18,7 +18,10 @@ segments each.
 
 RAVDESS speech, actors 01-16 (960 clips), labels mapped by config ``labels.map``
 (calm dropped: 832 clips, 7 classes). One fixed split by actor (odd numbers are men):
-train 01-10 (5 men, 5 women), validation 11-13, test 14-16. The clips go through the
+train 01-10 (5 men, 5 women), validation 11-13, test 14-16; or, with ``--folds 4``, four
+speaker folds, each testing 4 actors, validating on the 3 after them and training on the
+other 9 (every actor tested once; the summary gives each fold's test accuracy and the
+means). The clips go through the
 workflow's own stage functions, called in-process with exactly the arguments the rules
 pass for the preset:
 
@@ -83,6 +86,20 @@ def actors(text: str) -> list[str]:
         first, last = text.split("-")
         return [f"{a:02d}" for a in range(int(first), int(last) + 1)]
     return [f"{int(a):02d}" for a in text.split(",")]
+
+
+def speaker_folds(every: list[str], folds: int, val: int = 3) -> list[dict[str, list[str]]]:
+    """``folds`` speaker splits of the actors ``every``, each actor tested once.
+
+    Fold k tests the k-th block of consecutive actors, validates on the ``val`` actors
+    after it (wrapping round) and trains on the others.
+    """
+    blocks = [[str(a) for a in b] for b in np.array_split(every, folds)]
+    splits = []
+    for k, test in enumerate(blocks):
+        rest = [a for b in blocks[k + 1 :] + blocks[:k] for a in b]
+        splits.append({"train": rest[val:], "val": rest[:val], "test": test})
+    return splits
 
 
 def clip_records(data: Path, labels: dict, split: dict[str, list[str]]) -> pd.DataFrame:
@@ -455,6 +472,14 @@ def main() -> None:
     )
     for part, default in SPLIT.items():
         parser.add_argument(f"--{part}", type=actors, default=actors(default), help=default)
+    parser.add_argument(
+        "--folds",
+        type=int,
+        default=0,
+        help="k > 1: instead of --train/--val/--test, k speaker folds of every actor in "
+        "--data (fold k tests the k-th block of actors, validates on the 3 after it); "
+        "prints each model's test accuracy per fold and their mean",
+    )
     args = parser.parse_args()
     logging.basicConfig(
         stream=sys.stdout, level=logging.INFO, format="%(asctime)s %(message)s", force=True
@@ -463,23 +488,30 @@ def main() -> None:
     cfg["preset"] = args.preset
     set_cpu_threads(args.threads)  # as the rules do
     pd.set_option("display.width", 160)
-    split_actors = {part: getattr(args, part) for part in SPLIT}
-    table = clip_records(args.data, cfg["labels"], split_actors)
+    if args.folds > 1:
+        every = sorted(pd.read_csv(args.data / "labels.csv", dtype=str)["speaker"].unique())
+        splits = speaker_folds(every, args.folds)
+    else:
+        splits = [{part: getattr(args, part) for part in SPLIT}]
     tables = []
     for name, overrides in args.variant or [("preset", {})]:
         variant_preset = config.preset(apply(cfg, args.preset, overrides))
         audio_params = variant_preset["audio"]
         feature_set = variant_preset["models"]["svm_features"]
         folders = cache_folders(args.work, audio_params, feature_set)
-        jobs = [
-            (c, p, folders, audio_params, feature_set, cfg.get("ffmpeg"))
-            for c, p in zip(table["clip"], table["path"], strict=True)
-        ]
-        t0 = time.perf_counter()
-        with ProcessPoolExecutor(args.jobs, initializer=_pool_init) as pool:
-            done = list(pool.map(preprocess, jobs, chunksize=4))
-        preprocess_s = time.perf_counter() - t0
-        tables.append(run_variant(name, overrides, cfg, args, table, done, preprocess_s))
+        for k, split_actors in enumerate(splits, 1):
+            table = clip_records(args.data, cfg["labels"], split_actors)
+            jobs = [
+                (c, p, folders, audio_params, feature_set, cfg.get("ffmpeg"))
+                for c, p in zip(table["clip"], table["path"], strict=True)
+            ]
+            t0 = time.perf_counter()
+            with ProcessPoolExecutor(args.jobs, initializer=_pool_init) as pool:
+                done = list(pool.map(preprocess, jobs, chunksize=4))
+            preprocess_s = time.perf_counter() - t0
+            run_name = f"{name}-fold{k}" if len(splits) > 1 else name
+            result = run_variant(run_name, overrides, cfg, args, table, done, preprocess_s)
+            tables.append(result.assign(variant=name, fold=k))
     summary = pd.concat(tables)
     summary = summary[~summary["model"].str.startswith("majority")]
     print()
@@ -488,7 +520,19 @@ def main() -> None:
         index=["variant", "model"], columns="split", values=["accuracy", "uar"], sort=False
     )
     wide.columns = [f"{metric}_{part}" for metric, part in wide.columns]
-    wide["minutes"] = summary.groupby(["variant", "model"], sort=False)["minutes"].first()
+    minutes = summary.groupby(["variant", "model", "fold"], sort=False)["minutes"].first()
+    wide["minutes"] = minutes.groupby(level=["variant", "model"], sort=False).sum()
+    if len(splits) > 1:
+        # Accuracy and UAR above are means over the folds (equal in size for RAVDESS: 4
+        # actors of 52 clips), minutes their sum; each fold's test accuracy beside them.
+        test = summary[summary["split"] == "test"]
+        per_fold = test.pivot_table(
+            index=["variant", "model"], columns="fold", values="accuracy", sort=False
+        )
+        per_fold.columns = [f"test_fold{k}" for k in per_fold.columns]
+        print(per_fold.join(wide).to_string(float_format=lambda v: f"{v:.3f}"))
+        print(f"(folds: {json.dumps(splits)}; accuracy and UAR: means over the folds)")
+        return
     print(wide.to_string(float_format=lambda v: f"{v:.3f}"))
 
 
