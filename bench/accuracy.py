@@ -15,7 +15,8 @@ is not ``auto``, and the fusion without ``hog_svm`` where it is on):
     python bench/accuracy.py --variant fc:finetune_blocks=0 --variant last1:finetune_blocks=1
 
 Prints one table: per model and variant, accuracy, UAR, per-class recall and minutes.
-C3D is off unless --c3d (it stays near the majority rate and costs most of the time).
+C3D is off unless --c3d (it stays near the majority rate and costs most of the time), and
+fused only where the preset fuses it (the paper preset), as `snakemake crossval` does.
 ``hog_svm`` (HOG + SVM, config ``models.hog_svm``) is the hand-crafted model a network
 must beat, trained on the same folds.
 """
@@ -68,6 +69,16 @@ def ckplus_caches(data: Path, work: Path, labels: dict, size: int) -> tuple[list
     return records, faces
 
 
+def face_fused(cfg: dict, c3d: bool) -> list[str]:
+    """The face models the workflow's fusion weighs, as ``snakemake crossval`` fuses them.
+
+    C3D (``--c3d``) is trained and tabulated, but fused only where the preset fuses it.
+    """
+    models = cfg["models"]
+    trained = trained_models(models["face_backbones"], c3d, models["hog_svm"])
+    return config.crossval_fused(config.fused_models(cfg), trained)
+
+
 def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.DataFrame:
     """Face fusions the preset does not make, from a run's fold scores.
 
@@ -78,12 +89,13 @@ def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.Da
     classes, seed = cfg["labels"]["classes"], cfg["seed"]
     run_dir = args.work / args.preset / name
     trained = trained_models(cfg["models"]["face_backbones"], args.c3d, cfg["models"]["hog_svm"])
+    fused = face_fused(cfg, args.c3d)
     fold, fold_clips = fold_assignment(records, classes, args.folds, seed)
     cases = []
     if rule != "auto":
-        cases.append(("face_fusion, searched (auto)", "searched", "auto", trained))
-    if "hog_svm" in trained:
-        without = [m for m in trained if m != "hog_svm"]
+        cases.append(("face_fusion, searched (auto)", "searched", "auto", fused))
+    if "hog_svm" in fused:
+        without = [m for m in fused if m != "hog_svm"]
         cases.append(("face_fusion without hog_svm", "without_hog_svm", rule, without))
         if rule != "auto":  # the preset before both changes
             cases.append(("face_fusion without hog_svm, searched", "before", "auto", without))
@@ -94,14 +106,15 @@ def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.Da
             classes,
             fold,
             fold_clips,
-            fold_scores(run_dir, models, args.folds),
+            fold_scores(run_dir, trained, args.folds),
             run_dir / "folds" / "fer2013_zeroshot.tsv",
             run_dir / folder,
             cfg["fusion"]["step"],
             chosen,
             cfg["fusion"]["min_clips"],
-            dict.fromkeys(["fer2013_zeroshot", *models], 0.0),
+            dict.fromkeys(["fer2013_zeroshot", *trained], 0.0),
             seed,
+            models,
         )
         fused = metrics[metrics["model"] == "face_fusion"].copy()
         fused["model"] = label
@@ -179,6 +192,7 @@ def main() -> None:
             fusion_rule=rule,
             fusion_min_clips=changed["fusion"]["min_clips"],
             hog_svm=changed["models"]["hog_svm"],
+            fused=face_fused(changed, args.c3d),
         )
         metrics = pd.concat([metrics, other_fusions(records, changed, args, name, rule)])
         metrics.insert(0, "variant", name)

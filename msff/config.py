@@ -110,6 +110,18 @@ def fused_models(config: dict) -> list[str]:
     return fused
 
 
+def crossval_fused(fused: list[str], trained: list[str]) -> list[str]:
+    """The models of cross-validation's face fusion (``snakemake crossval``, bench/accuracy.py).
+
+    Those of ``fused`` (:func:`fused_models`) that it has: its ``trained`` face models and
+    FER2013 zero-shot (the BLSTMs, C3D in the paper preset, FER2013's frame CNN and HOG +
+    SVM in the cpu preset), so it weighs what the workflow's fusion weighs; every trained
+    one when the workflow's fusion weighs none of them (an audio-only fusion).
+    """
+    have = {*trained, "fer2013_zeroshot"}
+    return [name for name in fused if name in have] or list(trained)
+
+
 def fusion_settings(config: dict) -> dict:
     """Config ``fusion`` with its ``rule`` decided.
 

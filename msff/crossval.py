@@ -68,12 +68,14 @@ def run(
     fusion_rule: str = "auto",
     fusion_min_clips: int = fusion.SMALL_VALIDATION,
     hog_svm: bool = False,
+    fused: list[str] | None = None,
 ) -> pd.DataFrame:
     """Cross-validate the face models over ``records`` in this process; the metrics table.
 
     ``heads`` holds each head's arguments (:func:`msff.config.head_arguments`);
     ``weights`` is config ``weights``. Clips whose class is not among ``classes`` must
-    be left out by the caller (config ``labels.map``).
+    be left out by the caller (config ``labels.map``). ``fused``: the models of the face
+    fusion (:func:`msff.config.crossval_fused`; None: every trained model).
     """
     out_dir = Path(out_dir)
     seed = heads["frame_cnn"]["settings"]["seed"]
@@ -153,6 +155,7 @@ def run(
         fusion_min_clips,
         seconds,
         seed,
+        fused,
     )
 
 

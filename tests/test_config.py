@@ -106,6 +106,21 @@ def test_out_of_range_value_is_named(repo_config):
         config.validate(bad, "config", "config.yaml")
 
 
+def test_crossval_fuses_the_face_models_the_workflow_fuses(repo_config):
+    """C3D cross-validated beside the others is fused where the preset fuses it, not in cpu."""
+    trained = ["fer2013_frames", "fer2013_blstm", "c3d", "hog_svm"]
+    cpu = config.fused_models(repo_config)
+    assert config.crossval_fused(cpu, trained) == ["fer2013_frames", "fer2013_blstm", "hog_svm"]
+    paper = config.fused_models(dict(repo_config, preset="paper"))
+    assert config.crossval_fused(paper, trained) == ["fer2013_blstm", "c3d"]
+    # FER2013 zero-shot is cross-validated untrained; an audio-only fusion: every face model
+    assert config.crossval_fused(["fer2013_zeroshot", "c3d"], trained) == [
+        "fer2013_zeroshot",
+        "c3d",
+    ]
+    assert config.crossval_fused(["opensmile_svm"], trained) == trained
+
+
 def test_the_fused_models_follow_the_preset_unless_named(repo_config):
     """The paper fuses C3D; the cpu preset trains it but leaves it out (near the majority),
     and fuses FER2013's frame CNN (started from its classifier) beside its BLSTM."""

@@ -372,12 +372,8 @@ def crossval_scores(wildcards=None):
 
 
 def crossval_fused():
-    """The models of crossval's face fusion: the face models the workflow's fusion weighs
-    (FUSED: the BLSTMs, C3D in the paper preset, FER2013's frame CNN in the cpu preset), or
-    every trained one when it weighs none.
-    """
-    face = [*crossval_files(), "fer2013_zeroshot"]
-    return [name for name in FUSED if name in face] or list(crossval_files())
+    """The models of crossval's face fusion: those of FUSED it trains (msff.config)."""
+    return msff.config.crossval_fused(FUSED, list(crossval_files()))
 
 
 def crossval_provenance(wildcards=None):
