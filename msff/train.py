@@ -296,7 +296,8 @@ def fit(
     """
     if settings.validate_on not in VALIDATE_ON:
         raise ValueError(f"validate_on={settings.validate_on!r} is not one of {VALIDATE_ON}")
-    by_clip = settings.validate_on == "clips" and val_set is not None and len(val_set) > 0
+    has_val = val_set is not None and len(val_set) > 0
+    by_clip = has_val and settings.validate_on == "clips"
     if by_clip and not (hasattr(val_set, "owner") and hasattr(val_set, "labels")):
         raise ValueError("validate_on='clips' needs a validation set with owner and labels")
     seed_everything(settings.seed)
@@ -319,7 +320,6 @@ def fit(
     workers = settings.loader_workers
     train_loader = _loader(train_set, settings.batch_size, True, settings.seed, device, workers)
     scheduler, stepwise = _scheduler(optimizer, settings, len(train_loader))
-    has_val = val_set is not None and len(val_set) > 0
     val_loader = (
         _loader(val_set, settings.batch_size, False, 0, device, workers) if has_val else None
     )
