@@ -89,7 +89,7 @@ def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.Da
     classes, seed = cfg["labels"]["classes"], cfg["seed"]
     run_dir = args.work / args.preset / name
     trained = trained_models(cfg["models"]["face_backbones"], args.c3d, cfg["models"]["hog_svm"])
-    fused = face_fused(cfg, args.c3d)
+    fused = config.crossval_fused(config.fused_models(cfg), trained)
     fold, fold_clips = fold_assignment(records, classes, args.folds, seed)
     cases = []
     if rule != "auto":
@@ -116,9 +116,9 @@ def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.Da
             seed,
             models,
         )
-        fused = metrics[metrics["model"] == "face_fusion"].copy()
-        fused["model"] = label
-        rows.append(fused)
+        row = metrics[metrics["model"] == "face_fusion"].copy()
+        row["model"] = label
+        rows.append(row)
     return pd.concat(rows) if rows else pd.DataFrame()
 
 

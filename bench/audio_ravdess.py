@@ -493,24 +493,27 @@ def main() -> None:
         splits = speaker_folds(every, args.folds)
     else:
         splits = [{part: getattr(args, part) for part in SPLIT}]
+    split_tables = [clip_records(args.data, cfg["labels"], s) for s in splits]
+    every_clip = pd.concat(split_tables).drop_duplicates("clip")  # the folds share their clips
     tables = []
     for name, overrides in args.variant or [("preset", {})]:
         variant_preset = config.preset(apply(cfg, args.preset, overrides))
         audio_params = variant_preset["audio"]
         feature_set = variant_preset["models"]["svm_features"]
         folders = cache_folders(args.work, audio_params, feature_set)
-        for k, split_actors in enumerate(splits, 1):
-            table = clip_records(args.data, cfg["labels"], split_actors)
-            jobs = [
-                (c, p, folders, audio_params, feature_set, cfg.get("ffmpeg"))
-                for c, p in zip(table["clip"], table["path"], strict=True)
-            ]
-            t0 = time.perf_counter()
-            with ProcessPoolExecutor(args.jobs, initializer=_pool_init) as pool:
-                done = list(pool.map(preprocess, jobs, chunksize=4))
-            preprocess_s = time.perf_counter() - t0
+        jobs = [
+            (c, p, folders, audio_params, feature_set, cfg.get("ffmpeg"))
+            for c, p in zip(every_clip["clip"], every_clip["path"], strict=True)
+        ]
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(args.jobs, initializer=_pool_init) as pool:
+            outcomes = list(pool.map(preprocess, jobs, chunksize=4))
+        done = dict(zip(every_clip["clip"], outcomes, strict=True))
+        preprocess_s = time.perf_counter() - t0
+        for k, table in enumerate(split_tables, 1):
             run_name = f"{name}-fold{k}" if len(splits) > 1 else name
-            result = run_variant(run_name, overrides, cfg, args, table, done, preprocess_s)
+            ran = [done[c] for c in table["clip"]]
+            result = run_variant(run_name, overrides, cfg, args, table, ran, preprocess_s)
             tables.append(result.assign(variant=name, fold=k))
     summary = pd.concat(tables)
     summary = summary[~summary["model"].str.startswith("majority")]
