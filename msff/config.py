@@ -216,9 +216,17 @@ def head_arguments(config: dict) -> dict[str, dict]:
             head_start=models["frame_head_start"],
             settings=dict(settings, backbone_lr=models["backbone_lr"]),
         ),
-        "blstm": dict(blstm, speaker_norm=models["blstm_speaker_norm"]["face"]),
-        # The audio BLSTM: the same head, its own speaker normalisation.
-        "audio_blstm": dict(blstm, speaker_norm=models["blstm_speaker_norm"]["audio"]),
+        "blstm": dict(
+            blstm,
+            speaker_norm=models["blstm_speaker_norm"]["face"],
+            members=models["blstm_ensemble"]["face"],
+        ),
+        # The audio BLSTM: the same head, its own speaker normalisation and ensemble.
+        "audio_blstm": dict(
+            blstm,
+            speaker_norm=models["blstm_speaker_norm"]["audio"],
+            members=models["blstm_ensemble"]["audio"],
+        ),
         "c3d": dict(
             fc_width=models["fc_width"],
             width=models["c3d_width"],

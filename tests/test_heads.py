@@ -285,10 +285,12 @@ def speech(tmp_path_factory):
     return out
 
 
-def test_audio_cnn_then_blstm_overfit_real_speech(tmp_path, speech):
-    """VGG-19 from scratch, its segment features, then the BLSTM fit four clips."""
+@pytest.fixture(scope="module")
+def speech_cnn(tmp_path_factory, speech):
+    """VGG-19 from scratch on four clips, and its segment features of them."""
+    folder = tmp_path_factory.mktemp("speech_cnn")
     clips = records(SPEECH_CLIPS)
-    model, provenance = tmp_path / "vgg19.pt", tmp_path / "vgg19.json"
+    model, provenance = folder / "vgg19.pt", folder / "vgg19.json"
     finetune_audio_cnn(
         clips,
         speech,
@@ -305,9 +307,27 @@ def test_audio_cnn_then_blstm_overfit_real_speech(tmp_path, speech):
         batch_norm=True,
         device="cpu",
     )
-    assert "trained from scratch" in json.loads(provenance.read_text())["weights"]["vgg19"]
-    features = tmp_path / "features.h5"
+    features = folder / "features.h5"
     audio_features(model, clips, speech, features, device="cpu")
+    return clips, model, provenance, features
+
+
+# Segment features of four clips that share their silent lead-in and tail: a harder fit
+# than the face frames, which Adam finds within the budget.
+SPEECH_BLSTM = dict(
+    settings=TrainSettings(batch_size=8, optimizer="adam", lr=0.003, epochs=30, patience=30),
+    hidden=32,
+    window=8,
+    stride=4,
+    unseen_note="no audio",
+    device="cpu",
+)
+
+
+def test_audio_cnn_then_blstm_overfit_real_speech(tmp_path, speech, speech_cnn):
+    """VGG-19 from scratch, its segment features, then the BLSTM fit four clips."""
+    clips, model, provenance, features = speech_cnn
+    assert "trained from scratch" in json.loads(provenance.read_text())["weights"]["vgg19"]
     with h5py.File(features) as f:
         for c in clips:  # one fc7 vector per scale-1.0 segment
             with h5py.File(speech[c["clip"]]) as s:
@@ -320,14 +340,7 @@ def test_audio_cnn_then_blstm_overfit_real_speech(tmp_path, speech):
         tmp_path / "blstm.pt",
         tmp_path / "blstm.json",
         CLASSES,
-        # Segment features of four clips that share their silent lead-in and tail: a
-        # harder fit than the face frames, which Adam finds within the budget.
-        TrainSettings(batch_size=8, optimizer="adam", lr=0.003, epochs=30, patience=30),
-        hidden=32,
-        window=8,
-        stride=4,
-        unseen_note="no audio",
-        device="cpu",
+        **SPEECH_BLSTM,
     )
     assert train_accuracy(out, clips) >= 0.9
 
@@ -345,3 +358,45 @@ def test_audio_cnn_then_blstm_overfit_real_speech(tmp_path, speech):
             np.testing.assert_array_equal(f["features"][()], stored[clip][()])
             got = blstm.infer(sequence, f["features"], batch_windows=2)
         np.testing.assert_allclose(got, written.loc[clip, CLASSES].to_numpy(float), atol=2e-3)
+
+
+def test_blstm_ensemble_is_its_seeds_averaged(tmp_path, speech_cnn):
+    """``members`` BLSTMs: the first is the single BLSTM of the same seed, bit for bit, the
+    next one another seed's, and the clips' scores the mean of their probabilities."""
+    clips, _, _, features = speech_cnn
+    for name, members in (("one", 1), ("three", 3)):
+        train_blstm(
+            features,
+            clips,
+            tmp_path / f"{name}.tsv",
+            tmp_path / f"{name}.pt",
+            tmp_path / f"{name}.json",
+            CLASSES,
+            **SPEECH_BLSTM,
+            members=members,
+            checkpoint=tmp_path / "checkpoints" / f"{name}.pt",
+        )
+    single, _ = blstm.load(tmp_path / "one.pt")
+    ensemble, meta = blstm.load(tmp_path / "three.pt")
+    assert meta["members"] == 3 and len(ensemble.members) == 3
+    first, second = (m.state_dict() for m in ensemble.members[:2])
+    for key, value in single.state_dict().items():
+        torch.testing.assert_close(first[key], value, rtol=0, atol=0)
+    assert any(not torch.equal(first[k], second[k]) for k in first)  # another seed
+    histories = json.loads((tmp_path / "three.json").read_text())["member_histories"]
+    assert len(histories) == 3 and all(h["epochs"] for h in histories)
+    assert not list((tmp_path / "checkpoints").iterdir())  # every member's is removed
+
+    written = scores.read(tmp_path / "three.tsv", CLASSES)
+    with h5py.File(features) as f:
+        for clip in ("c_angry", "c_happy"):
+            sequence = torch.from_numpy(f[clip][()].astype(np.float32))
+            index = windows(len(sequence), 8, 4)
+            batch = torch.stack([sequence[w] for w in index])
+            with torch.no_grad():  # each member's mean over the clip's windows, averaged
+                per_member = [torch.softmax(m(batch), 1).mean(0) for m in ensemble.members]
+            expected = torch.stack(per_member).mean(0).numpy()
+            np.testing.assert_allclose(
+                written.loc[clip, CLASSES].to_numpy(float), expected, atol=2e-3
+            )
+            np.testing.assert_allclose(blstm.infer((ensemble, meta), f[clip]), expected, atol=2e-3)

@@ -1,7 +1,9 @@
 """The 2-layer BLSTM over windows of a clip's feature sequence (face frames or segments).
 
 A clip's score is the mean of the softmax over its windows; a clip with no feature
-(no face found, nothing heard) gets the uniform row and a note. With ``speaker_norm`` > 0
+(no face found, nothing heard) gets the uniform row and a note. With ``members`` > 1 the
+head is that many BLSTMs trained with consecutive seeds, scoring the mean of their
+probabilities (:class:`msff.models.blstm.BLSTMEnsemble`). With ``speaker_norm`` > 0
 each speaker's feature sequences are standardised over that speaker's clips first
 (:mod:`msff.speakers`); the typical training speaker's statistics and those of every
 speaker of 2 or more clips are saved with the model, for ``infer``.
@@ -10,6 +12,7 @@ speaker of 2 or more clips are saved with the model, for ``infer``.
 from __future__ import annotations
 
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +22,7 @@ from msff import cache, speakers
 from msff.datasets import FeatureWindows, windows
 from msff.devices import pick_device
 from msff.heads import common
-from msff.models.blstm import BLSTM
+from msff.models.blstm import BLSTM, BLSTMEnsemble
 from msff.train import TrainSettings, predict
 
 
@@ -39,8 +42,12 @@ def train_blstm(
     config: dict | None = None,
     checkpoint: str | Path | None = None,
     speaker_norm: float = 0.0,
+    members: int = 1,
 ) -> None:
     """The 2-layer BLSTM over windows of a clip's feature sequence.
+
+    ``members`` > 1: that many BLSTMs on the same windows, seeds ``settings.seed`` and
+    the next ones, each early-stopped on its own; the scores are their mean probability.
 
     ``speaker_norm`` > 0: each speaker's sequences standardised over its own clips (all
     splits, no labels), shrunk toward the typical training speaker by that many clips.
@@ -62,19 +69,27 @@ def train_blstm(
     def windowed(idx):
         return FeatureWindows([features[i] for i in idx], [labels[i] for i in idx], window, stride)
 
-    torch.manual_seed(settings.seed)
-    model = BLSTM(features[0].shape[1] if features else 1, hidden, 2, len(classes), prior=prior)
-    train_idx, val_idx = common.subset(clips, "train"), common.subset(clips, "val")
-    history = common.fit_head(
-        model,
-        windowed(train_idx),
-        windowed(val_idx),
-        settings,
-        len(classes),
-        dev,
-        checkpoint,
-        Path(out_model).stem,
-    )
+    input_dim = features[0].shape[1] if features else 1
+    train_set = windowed(common.subset(clips, "train"))
+    val_set = windowed(common.subset(clips, "val"))
+    trained, histories = [], []
+    for k in range(members):
+        member_settings = replace(settings, seed=settings.seed + k)
+        torch.manual_seed(member_settings.seed)
+        trained.append(BLSTM(input_dim, hidden, 2, len(classes), prior=prior))
+        histories.append(
+            common.fit_head(
+                trained[-1],
+                train_set,
+                val_set,
+                member_settings,
+                len(classes),
+                dev,
+                _member_path(checkpoint, k),
+                Path(out_model).stem if members == 1 else f"{Path(out_model).stem} member {k}",
+            )
+        )
+    model = trained[0] if members == 1 else BLSTMEnsemble(trained)
     every = windowed(range(len(clips)))
     probs = predict(model, every, dev)
     name = f"{source.get('backbone', '')}_blstm"
@@ -89,6 +104,7 @@ def train_blstm(
         backbone=str(source.get("backbone")),
         speaker_norm=speaker_norm,
         prior=prior,
+        members=members,
     )
     common.keep(
         out_model,
@@ -97,12 +113,22 @@ def train_blstm(
         meta,
         config,
         settings,
-        history,
+        histories[0],
         started,
         dev,
         {"features": str(source.get("weights"))},
+        # every member's curves; the first member's are the provenance's `history` too
+        extra={"member_histories": [asdict(h) for h in histories]} if members > 1 else None,
         arrays=normalised,
     )
+
+
+def _member_path(checkpoint: str | Path | None, k: int) -> Path | None:
+    """Member ``k``'s checkpoint: its own file, so a resumed job keeps every member's."""
+    if checkpoint is None:
+        return None
+    checkpoint = Path(checkpoint)
+    return checkpoint if k == 0 else checkpoint.with_name(f"{checkpoint.name}.member{k}")
 
 
 def _with_prior(standardised: np.ndarray, raw: np.ndarray, prior: int) -> np.ndarray:
@@ -131,23 +157,29 @@ def by_speaker(
     return [f.astype(np.float32) for f in out], {"speakers": common.packed_speakers(typical, known)}
 
 
-def load(model_pt: str | Path) -> tuple[BLSTM, dict]:
-    """A trained BLSTM and its meta (``infer``'s first argument); it runs on the CPU.
+def load(model_pt: str | Path) -> tuple[BLSTM | BLSTMEnsemble, dict]:
+    """A trained BLSTM (or ensemble) and its meta (``infer``'s first argument); on the CPU.
 
     A speaker-normalised model's meta also holds its speakers' statistics (``speakers``).
     """
     saved = common.load(model_pt)
     meta = dict(saved["meta"])
-    model = BLSTM(
-        meta["input_dim"], meta["hidden"], 2, len(meta["classes"]), prior=meta.get("prior", 0)
-    )
+    members = [
+        BLSTM(
+            meta["input_dim"], meta["hidden"], 2, len(meta["classes"]), prior=meta.get("prior", 0)
+        )
+        for _ in range(meta.get("members", 1))
+    ]
+    model = members[0] if len(members) == 1 else BLSTMEnsemble(members)
     model.load_state_dict(saved["state_dict"])
     if "speakers" in saved:  # speaker-normalised (and it had training features to do it)
         meta["speakers"] = common.unpacked_speakers(saved["speakers"])
     return model.eval(), meta
 
 
-def enrol(loaded: tuple[BLSTM, dict], speaker: str, sequences: list[np.ndarray]) -> bool:
+def enrol(
+    loaded: tuple[BLSTM | BLSTMEnsemble, dict], speaker: str, sequences: list[np.ndarray]
+) -> bool:
     """Keep a new ``speaker``'s statistics over these feature sequences, for ``infer``.
 
     As the workflow's of a speaker of its sheet (sequences rounded to float16 first, as
@@ -159,7 +191,10 @@ def enrol(loaded: tuple[BLSTM, dict], speaker: str, sequences: list[np.ndarray])
 
 
 def infer(
-    loaded: tuple[BLSTM, dict], features, batch_windows: int = 256, speaker: str | None = None
+    loaded: tuple[BLSTM | BLSTMEnsemble, dict],
+    features,
+    batch_windows: int = 256,
+    speaker: str | None = None,
 ) -> np.ndarray | None:
     """Class probabilities of one clip from its feature sequence; None when it has none.
 
