@@ -74,9 +74,9 @@ class BLSTMEnsemble(nn.Module):
 
     ``forward`` returns the log of the members' mean softmax, so a softmax of it (what
     every caller of a :class:`BLSTM` takes) is that mean. A BLSTM on a few thousand
-    windows lands in a different place with every seed (RAVDESS: 5-9 points of test
-    accuracy between seeds on the same features); the mean of a few is steadier and better
-    than a typical one.
+    windows lands in a different place with every seed (RAVDESS: 4-10 test points between
+    the best and the worst of five seeds on the same features); the mean of a few is
+    steadier and better than a typical one.
     """
 
     def __init__(self, members: list[BLSTM]):
