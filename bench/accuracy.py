@@ -69,28 +69,30 @@ def ckplus_caches(data: Path, work: Path, labels: dict, size: int) -> tuple[list
     return records, faces
 
 
-def face_fused(cfg: dict, c3d: bool) -> list[str]:
-    """The face models the workflow's fusion weighs, as ``snakemake crossval`` fuses them.
+def face_models(cfg: dict, c3d: bool) -> tuple[list[str], list[str]]:
+    """The face models cross-validation trains, and those its fusion weighs.
 
-    C3D (``--c3d``) is trained and tabulated, but fused only where the preset fuses it.
+    As ``snakemake crossval``: C3D (``--c3d``) is trained and tabulated, but fused only
+    where the preset fuses it.
     """
     models = cfg["models"]
     trained = trained_models(models["face_backbones"], c3d, models["hog_svm"])
-    return config.crossval_fused(config.fused_models(cfg), trained)
+    return trained, config.crossval_fused(config.fused_models(cfg), trained)
 
 
-def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.DataFrame:
+def other_fusions(
+    records: list, cfg: dict, args, name: str, rule: str, trained: list[str], fused: list[str]
+) -> pd.DataFrame:
     """Face fusions the preset does not make, from a run's fold scores.
 
     The weights searched per fold (rule ``auto``) where the preset's rule is another, the
     preset's rule without ``hog_svm`` where it is on, and both changes undone: changes
-    measured before and after in one run.
+    measured before and after in one run. ``trained``, ``fused``: :func:`face_models`.
     """
     classes, seed = cfg["labels"]["classes"], cfg["seed"]
     run_dir = args.work / args.preset / name
-    trained = trained_models(cfg["models"]["face_backbones"], args.c3d, cfg["models"]["hog_svm"])
-    fused = config.crossval_fused(config.fused_models(cfg), trained)
     fold, fold_clips = fold_assignment(records, classes, args.folds, seed)
+    scores_of = fold_scores(run_dir, trained, args.folds)
     cases = []
     if rule != "auto":
         cases.append(("face_fusion, searched (auto)", "searched", "auto", fused))
@@ -106,7 +108,7 @@ def other_fusions(records: list, cfg: dict, args, name: str, rule: str) -> pd.Da
             classes,
             fold,
             fold_clips,
-            fold_scores(run_dir, trained, args.folds),
+            scores_of,
             run_dir / "folds" / "fer2013_zeroshot.tsv",
             run_dir / folder,
             cfg["fusion"]["step"],
@@ -177,6 +179,7 @@ def main() -> None:
         config.validate(changed, "config", f"variant {name}")
         started = time.perf_counter()
         rule = config.fusion_settings(changed)["rule"]
+        trained, fused = face_models(changed, args.c3d)
         metrics = run(
             records,
             faces,
@@ -192,9 +195,10 @@ def main() -> None:
             fusion_rule=rule,
             fusion_min_clips=changed["fusion"]["min_clips"],
             hog_svm=changed["models"]["hog_svm"],
-            fused=face_fused(changed, args.c3d),
+            fused=fused,
         )
-        metrics = pd.concat([metrics, other_fusions(records, changed, args, name, rule)])
+        others = other_fusions(records, changed, args, name, rule, trained, fused)
+        metrics = pd.concat([metrics, others])
         metrics.insert(0, "variant", name)
         metrics["minutes"] = metrics["seconds"] / 60
         print(f"{name} {json.dumps(overrides)}: {(time.perf_counter() - started) / 60:.1f} min")

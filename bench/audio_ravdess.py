@@ -102,6 +102,23 @@ def speaker_folds(every: list[str], folds: int, val: int = 3) -> list[dict[str, 
     return splits
 
 
+def requested_splits(args) -> list[dict[str, list[str]]]:
+    """The speaker splits asked for: ``--folds`` folds of every actor, else the fixed one.
+
+    Folds of every actor in ``--data`` (:func:`speaker_folds`); the fixed split is
+    ``--train``/``--val``/``--test``.
+    """
+    if args.folds > 1:
+        every = sorted(pd.read_csv(args.data / "labels.csv", dtype=str)["speaker"].unique())
+        return speaker_folds(every, args.folds)
+    return [{part: getattr(args, part) for part in SPLIT}]
+
+
+def run_name(variant: str, k: int, n_splits: int) -> str:
+    """The folder of a split's models under ``--work/<preset>``: ``VARIANT-foldK`` of folds."""
+    return f"{variant}-fold{k}" if n_splits > 1 else variant
+
+
 def clip_records(data: Path, labels: dict, split: dict[str, list[str]]) -> pd.DataFrame:
     """The clips of the split's actors that config keeps: clip, path, class, split, speaker."""
     table = pd.read_csv(data / "labels.csv", dtype=str)
@@ -488,11 +505,7 @@ def main() -> None:
     cfg["preset"] = args.preset
     set_cpu_threads(args.threads)  # as the rules do
     pd.set_option("display.width", 160)
-    if args.folds > 1:
-        every = sorted(pd.read_csv(args.data / "labels.csv", dtype=str)["speaker"].unique())
-        splits = speaker_folds(every, args.folds)
-    else:
-        splits = [{part: getattr(args, part) for part in SPLIT}]
+    splits = requested_splits(args)
     split_tables = [clip_records(args.data, cfg["labels"], s) for s in splits]
     every_clip = pd.concat(split_tables).drop_duplicates("clip")  # the folds share their clips
     tables = []
@@ -511,9 +524,9 @@ def main() -> None:
         done = dict(zip(every_clip["clip"], outcomes, strict=True))
         preprocess_s = time.perf_counter() - t0
         for k, table in enumerate(split_tables, 1):
-            run_name = f"{name}-fold{k}" if len(splits) > 1 else name
             ran = [done[c] for c in table["clip"]]
-            result = run_variant(run_name, overrides, cfg, args, table, ran, preprocess_s)
+            run = run_name(name, k, len(splits))
+            result = run_variant(run, overrides, cfg, args, table, ran, preprocess_s)
             tables.append(result.assign(variant=name, fold=k))
     summary = pd.concat(tables)
     summary = summary[~summary["model"].str.startswith("majority")]

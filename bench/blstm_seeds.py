@@ -29,8 +29,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
-from audio_ravdess import REPO, SPLIT, UNSEEN, actors, clip_records, speaker_folds
+from audio_ravdess import REPO, SPLIT, UNSEEN, actors, clip_records, requested_splits, run_name
 
 from msff import config, scores
 from msff.devices import set_cpu_threads
@@ -82,14 +81,8 @@ def main() -> None:
     cfg["preset"] = args.preset
     set_cpu_threads(args.threads)
     classes = cfg["labels"]["classes"]
-    if args.folds > 1:
-        every = sorted(pd.read_csv(args.data / "labels.csv", dtype=str)["speaker"].unique())
-        runs = {
-            f"{args.variant}-fold{k}": split
-            for k, split in enumerate(speaker_folds(every, args.folds), 1)
-        }
-    else:
-        runs = {args.variant: {part: getattr(args, part) for part in SPLIT}}
+    splits = requested_splits(args)
+    runs = {run_name(args.variant, k, len(splits)): s for k, s in enumerate(splits, 1)}
     seeds = [cfg["seed"] + i for i in range(args.seeds)]
     probabilities, truth = {}, {}
     for run, split in runs.items():
