@@ -30,8 +30,6 @@ CLASSES = ["angry", "happy", "sad", "neutral"]
 SPLIT = {"01": "train", "02": "train", "03": "train", "04": "train", "05": "train",
          "06": "train", "07": "val", "08": "test", "09": "test"}  # fmt: skip
 
-pytestmark = pytest.mark.skipif(not SPEECH.is_dir(), reason=f"no {SPEECH}")
-
 
 def clip_sheet() -> list[dict]:
     """The chosen clips of the split's actors: clip, path, class, split, speaker."""
