@@ -29,6 +29,12 @@ Its class scores are probabilities whose argmax is the SVM's own decision:
     loss, each measured cross-fitted: a fold's clips are mapped by parameters fitted on
     the other folds' out-of-fold values.
 
+Where the out-of-fold clips a mapping could be fitted on are all of one class (one
+training speaker with a clip or two of each class: each held-out clip was its class's
+only one), no mapping is fitted: fitted there it only grows certain (bench/README.md,
+MEAD). The scores are then the untempered softmax (``beta = 1``), as when there are too
+few clips for any fold.
+
 **Speaker normalisation** (``speaker_prior > 0``; the cpu preset's ``svm_speaker_norm``):
 before the scaler, each speaker's functionals are standardised over that speaker's own
 clips, shrunk toward the typical training speaker (:mod:`msff.speakers`). The typical
@@ -366,8 +372,22 @@ def fit_svm(
     compared = {m: _cross_fitted(m, pairs, target, fold_of) for m in methods}
     methods = methods if probability == "auto" else (probability,)
     chosen = min(methods, key=lambda m: (-compared[m]["accuracy"], compared[m]["log_loss"]))
+    mapping = _fit_mapping(chosen, pairs, target)
+    # A held-out clip whose class its fold's training lacked has no score of its class.
+    # With one training speaker and a clip or two per class, the clips left are of one
+    # class: all right, a mapping fitted on them grows certain without bound (one-hot
+    # scores that outvote every other model in a fusion), and it measures nothing of the
+    # other classes. Then the untempered softmax, as with no folds at all.
+    scored = np.isfinite(_ovr_of(pairs)[np.arange(len(target)), target])
+    if len(np.unique(target[scored])) < 2:
+        log.warning(
+            "the SVM's held-out clips that its folds can score are all of one class (%s): "
+            "no probability mapping can be fitted; the softmax of its decision values",
+            ", ".join(sorted({svm_classes[t] for t in target[scored]})) or "none",
+        )
+        chosen, mapping = "softmax", {"beta": np.float64(1.0)}
     arrays = _svm_arrays(model)
-    arrays.update(_fit_mapping(chosen, pairs, target))
+    arrays.update(mapping)
     arrays.update(typical)
     return FittedSvm(
         model=model,

@@ -519,6 +519,29 @@ def test_a_handful_of_training_clips_gets_fewer_folds_not_an_error(speech, caplo
     assert [speech["classes"][k] for k in probs.argmax(1)] == [y[i] for i in one_each]
 
 
+def test_one_actor_with_one_clip_of_most_classes_gets_no_overconfident_mapping(speech, caplog):
+    # MEAD's protocol (train on one actor: a clip of each emotion, three of sad): every
+    # held-out clip but the sad ones is the only clip of its class, absent from its fold's
+    # training, so the probability mapping is fitted on sad rows alone. Fitted there, the
+    # softmax's temperature ran to the search's bound (27.7 on MEAD's HOG descriptors) and
+    # the scores became one-hot: a model at its majority rate, certain of every clip,
+    # outvotes the others in an equal-weight fusion. Rows of one class measure nothing of
+    # the mapping: it stays the untempered softmax of the decision values.
+    x, y, speakers = subset(speech, ["01"])
+    keep = [y.index(c) for c in speech["classes"]]
+    keep += [i for i, c in enumerate(y) if c == "sad"][1:3]
+    x, y, speakers = x[keep], [y[i] for i in keep], [speakers[i] for i in keep]
+    assert len(y) == 9 and y.count("sad") == 3 and len(set(y)) == 7
+    x_other, _, _ = subset(speech, ["03"])
+    for probability in ("softmax", "auto"):
+        with caplog.at_level("WARNING", logger="msff"):
+            fitted = svm.fit_svm(x, y, speakers, speech["classes"], 0, probability=probability)
+        assert "all of one class (sad)" in caplog.text
+        assert fitted.folds == 3  # folds of the actor's clips: something was fitted on
+        assert fitted.calibration == "softmax" and fitted.arrays["beta"] == 1.0
+        assert svm.predict_scores(fitted, x_other).max() < 0.99
+
+
 # Bad inputs: each raises an error that names the offending value.
 
 
