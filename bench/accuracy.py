@@ -13,6 +13,7 @@ is not ``auto``, and the fusion without ``hog_svm`` where it is on):
 
     python bench/accuracy.py                                   # the committed preset
     python bench/accuracy.py --variant fc:finetune_blocks=0 --variant last1:finetune_blocks=1
+    python bench/accuracy.py --config seed2019.yaml --fold-seed 2018   # the seed alone
 
 Prints one table: per model and variant, accuracy, UAR, per-class recall and minutes.
 C3D is off unless --c3d (it stays near the majority rate and costs most of the time), and
@@ -90,8 +91,9 @@ def other_fusions(
     measured before and after in one run. ``trained``, ``fused``: :func:`face_models`.
     """
     classes, seed = cfg["labels"]["classes"], cfg["seed"]
+    fold_seed = seed if args.fold_seed is None else args.fold_seed
     run_dir = args.work / args.preset / name
-    fold, fold_clips = fold_assignment(records, classes, args.folds, seed)
+    fold, fold_clips = fold_assignment(records, classes, args.folds, fold_seed)
     scores_of = fold_scores(run_dir, trained, args.folds)
     cases = []
     if rule != "auto":
@@ -159,6 +161,11 @@ def main() -> None:
     parser.add_argument("--c3d", action="store_true", help="also C3D (slow, near majority)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument(
+        "--fold-seed",
+        type=int,
+        help="draw the folds with this seed, train with the config's (default: the config's)",
+    )
+    parser.add_argument(
         "--variant",
         type=variant,
         action="append",
@@ -196,6 +203,7 @@ def main() -> None:
             fusion_min_clips=changed["fusion"]["min_clips"],
             hog_svm=changed["models"]["hog_svm"],
             fused=fused,
+            fold_seed=args.fold_seed,
         )
         others = other_fusions(records, changed, args, name, rule, trained, fused)
         metrics = pd.concat([metrics, others])

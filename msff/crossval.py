@@ -69,16 +69,19 @@ def run(
     fusion_min_clips: int = fusion.SMALL_VALIDATION,
     hog_svm: bool = False,
     fused: list[str] | None = None,
+    fold_seed: int | None = None,
 ) -> pd.DataFrame:
     """Cross-validate the face models over ``records`` in this process; the metrics table.
 
     ``heads`` holds each head's arguments (:func:`msff.config.head_arguments`);
     ``weights`` is config ``weights``. Clips whose class is not among ``classes`` must
     be left out by the caller (config ``labels.map``). ``fused``: the models of the face
-    fusion (:func:`msff.config.crossval_fused`; None: every trained model).
+    fusion (:func:`msff.config.crossval_fused`; None: every trained model). The folds
+    are drawn with ``fold_seed`` (None: the heads' seed, as the workflow does): the same
+    folds under another training seed measure what the seed alone moves.
     """
     out_dir = Path(out_dir)
-    seed = heads["frame_cnn"]["settings"]["seed"]
+    seed = heads["frame_cnn"]["settings"]["seed"] if fold_seed is None else fold_seed
     fold, fold_clips = fold_assignment(records, classes, folds, seed)
     trained = trained_models(backbones, c3d, hog_svm)
     paths = fold_scores(out_dir, trained, folds)

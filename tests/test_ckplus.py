@@ -231,11 +231,14 @@ def test_crossval_keeps_subjects_apart_and_scores_every_clip_once(tmp_path, ckpl
         folds=3,
         fusion_step=0.25,
         device="cpu",
+        fold_seed=5,  # the folds of seed 5, the training of the heads' seed (0)
     )
     names = ["fer2013_zeroshot", "fer2013_frames", "fer2013_blstm", "c3d", "face_fusion"]
     assert list(metrics["model"]) == names
     folds = pd.read_csv(tmp_path / "folds.tsv", sep="\t", dtype=str).set_index("clip")
     assert folds.groupby("speaker")["fold"].nunique().max() == 1  # a subject in one fold
+    drawn = {s: crossval.fold_assignment(subset, CLASSES, 3, s)[0].astype(str) for s in (0, 5)}
+    assert (folds["fold"].to_numpy() == drawn[5]).all() and (drawn[5] != drawn[0]).any()
     assert sorted(folds["fold"].unique()) == ["0", "1", "2"]
     for name in names:
         table = scores.read(tmp_path / "scores" / f"{name}.tsv", CLASSES)
