@@ -319,6 +319,59 @@ def test_wrong_config_key_stops_the_run_naming_the_key(project):
     assert "sampels" in proc.stderr and "Additional properties are not allowed" in proc.stderr
 
 
+KILLED_BY = """
+import os, signal
+
+_extract_audio = extract_audio
+
+
+def extract_audio(clip, *args, **kwargs):
+    if clip == "speech_angry":  # killed, as the kernel's out-of-memory killer kills
+        os.kill(os.getpid(), signal.SIGKILL)
+    return _extract_audio(clip, *args, **kwargs)
+"""
+
+
+def test_one_run_gets_past_a_clip_that_kills_its_shard(tmp_path):
+    # A clip that kills the process working on it (out of memory, a crash in native code)
+    # is worked on twice, then recorded as bad (msff/shards.py): the per-clip rules retry
+    # at least twice, so one `snakemake` run, with the repository's default profile
+    # (retries: 1), ends with that clip in the qc table and the others done.
+    repo, work = tmp_path / "repo", tmp_path / "work"
+    repo.mkdir()
+    work.mkdir()
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, repo / name)
+    for name in ("workflow", "envs", "msff", "profiles"):
+        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    with open(repo / "msff" / "stages" / "media.py", "a") as f:
+        f.write(KILLED_BY)
+    config = yaml.safe_load((REPO / "config.yaml").read_text())
+    config["samples"] = str(work / "clips.tsv")
+    (work / "config.yaml").write_text(yaml.safe_dump(config))
+    sheet = {"speech_neutral": (SPEECH_NEUTRAL, "neutral"), "speech_angry": (SPEECH_ANGRY, "angry")}
+    rows = [
+        dict(clip=clip, path=str(path), label=label, split="train", speaker="01")
+        for clip, (path, label) in sheet.items()
+    ]
+    write_sheet(work, [dict(row, has_video=False, has_audio=True, face_input="") for row in rows])
+    profile = yaml.safe_load((repo / "profiles" / "default" / "config.yaml").read_text())
+    assert profile["retries"] == 1
+    # The jobs import the copy's msff (the killing one), not the installed one.
+    env = dict(os.environ, PYTHONPATH=str(repo))
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work),
+           "--cores", "2", "results/qc.tsv"]  # fmt: skip
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    assert proc.returncode == 0, proc.stderr[-6000:]
+    assert "Using workflow specific profile profiles/default" in proc.stdout + proc.stderr
+    qc = pd.read_csv(work / "results" / "qc.tsv", sep="\t", index_col="clip", keep_default_na=False)
+    assert qc.loc["speech_neutral", "status"] == "ok"
+    assert qc.loc["speech_angry", "status"] == "error"
+    assert (
+        "the process died while working on it, 2 times in a row" in qc.loc["speech_angry", "error"]
+    )
+
+
 # The whole DAG, to the fused predictions, with the bad clips still in the sheet: every
 # model rule trains on the clips it can use and scores every clip.
 SPEECH_TRAIN = {  # more training speakers, so the SVM's speaker folds have 2 classes each

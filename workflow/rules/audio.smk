@@ -8,6 +8,7 @@ rule spectrograms:
         "logs/shards/spectrograms/{shard}.log",
     benchmark:
         "benchmarks/spectrograms/{shard}.tsv"
+    retries: SHARD_RETRIES
     group:
         "preprocess"
     conda:
@@ -33,6 +34,7 @@ rule opensmile:
         "results/shards/opensmile/{shard}.tsv",
     log:
         "logs/shards/opensmile/{shard}.log",
+    retries: SHARD_RETRIES
     group:
         "preprocess"
     conda:

@@ -37,6 +37,11 @@ def shard_minutes(minutes_per_clip):
 
 
 PER_CLIP_RESOURCES = dict(mem_mb=2000, runtime=shard_minutes(1))
+# A clip that kills its shard's process (out of memory, a crash in native code) is done
+# again once, then recorded as bad by the next attempt (msff/shards.py): the per-clip
+# rules are tried three times, so one run gets past such a clip. A rule's `retries`
+# replaces the profile's (and --retries) for that rule.
+SHARD_RETRIES = 2
 # MTCNN over every frame: about 1.1 GB resident for a 1280x720 clip at the paper preset.
 ALIGN_FACES_RESOURCES = dict(
     mem_mb=4000,

@@ -10,6 +10,7 @@ rule align_faces:
         "logs/shards/align_faces/{shard}.log",
     benchmark:
         "benchmarks/align_faces/{shard}.tsv"
+    retries: SHARD_RETRIES
     group:
         "preprocess"
     conda:

@@ -9,6 +9,7 @@ rule extract_audio:
         "results/shards/extract_audio/{shard}.tsv",
     log:
         "logs/shards/extract_audio/{shard}.log",
+    retries: SHARD_RETRIES
     group:
         "preprocess"
     conda:
