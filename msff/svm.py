@@ -372,14 +372,15 @@ def fit_svm(
     compared = {m: _cross_fitted(m, pairs, target, fold_of) for m in methods}
     methods = methods if probability == "auto" else (probability,)
     chosen = min(methods, key=lambda m: (-compared[m]["accuracy"], compared[m]["log_loss"]))
-    mapping = _fit_mapping(chosen, pairs, target)
     # A held-out clip whose class its fold's training lacked has no score of its class.
     # With one training speaker and a clip or two per class, the clips left are of one
     # class: all right, a mapping fitted on them grows certain without bound (one-hot
     # scores that outvote every other model in a fusion), and it measures nothing of the
     # other classes. Then the untempered softmax, as with no folds at all.
     scored = np.isfinite(_ovr_of(pairs)[np.arange(len(target)), target])
-    if len(np.unique(target[scored])) < 2:
+    if len(np.unique(target[scored])) >= 2:
+        mapping = _fit_mapping(chosen, pairs, target)
+    else:
         log.warning(
             "the SVM's held-out clips that its folds can score are all of one class (%s): "
             "no probability mapping can be fitted; the softmax of its decision values",
