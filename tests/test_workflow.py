@@ -335,8 +335,8 @@ def extract_audio(clip, *args, **kwargs):
 def test_one_run_gets_past_a_clip_that_kills_its_shard(tmp_path):
     # A clip that kills the process working on it (out of memory, a crash in native code)
     # is worked on twice, then recorded as bad (msff/shards.py): the per-clip rules retry
-    # at least twice, so one `snakemake` run, with the repository's default profile
-    # (retries: 1), ends with that clip in the qc table and the others done.
+    # twice whatever the profile says, so one `snakemake` run with the repository's default
+    # profile (retries: 1) ends with that clip in the qc table and the others done.
     repo, work = tmp_path / "repo", tmp_path / "work"
     repo.mkdir()
     work.mkdir()
