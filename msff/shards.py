@@ -20,8 +20,7 @@ error cache (``msff.stages.recording_bad_clips``). A clip that kills the process
 (the kernel's out-of-memory killer, a crash in native code) is named in the shard's
 marker file while it is worked on: after two attempts died on it in a row, the next
 records it as bad and goes on. One death is not enough, so a run the user killed and
-restarts does the clip again. The per-clip rules retry twice (``SHARD_RETRIES``,
-workflow/rules/common.smk), so one run gets past such a clip.
+restarts does the clip again.
 """
 
 from __future__ import annotations
