@@ -82,6 +82,8 @@ PROBABILITY_METHODS = ("softmax", "sigmoid", "coupling", "auto")
 PAIR_MIN = 1e-7
 # The inverse temperature is searched in [0, BETA_MAX]; one vote is worth at most e^50.
 BETA_MAX = 50.0
+# The mapping where none can be fitted: the softmax of the decision values as they are.
+UNTEMPERED = {"beta": np.float64(1.0)}
 FORMAT = "msff-svm/1"
 
 Gamma = float | str
@@ -337,7 +339,7 @@ def fit_svm(
             gamma,
         )
         model = svm_pipeline(C, gamma, class_weight, break_ties=True, kernel=kernel).fit(x, y)
-        arrays = {**_svm_arrays(model), "beta": np.float64(1.0), **typical}
+        arrays = {**_svm_arrays(model), **UNTEMPERED, **typical}
         return FittedSvm(
             model=model,
             classes=classes,
@@ -377,7 +379,7 @@ def fit_svm(
     # class: all right, a mapping fitted on them grows certain without bound (one-hot
     # scores that outvote every other model in a fusion), and it measures nothing of the
     # other classes. Then the untempered softmax, as with no folds at all.
-    scored = np.isfinite(_ovr_of(pairs)[np.arange(len(target)), target])
+    scored = _scored(_ovr_of(pairs), target)
     if len(np.unique(target[scored])) >= 2:
         mapping = _fit_mapping(chosen, pairs, target)
     else:
@@ -386,7 +388,7 @@ def fit_svm(
             "no probability mapping can be fitted; the softmax of its decision values",
             ", ".join(sorted({svm_classes[t] for t in target[scored]})) or "none",
         )
-        chosen, mapping = "softmax", {"beta": np.float64(1.0)}
+        chosen, mapping = "softmax", UNTEMPERED
     arrays = _svm_arrays(model)
     arrays.update(mapping)
     arrays.update(typical)
@@ -734,16 +736,25 @@ def _softmax(logits: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
+def _scored(decision: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Which out-of-fold rows have a decision value for their own class.
+
+    A row has none (NaN) where its fold's training speakers lacked its class: it says
+    nothing of how sure the SVM is, and no mapping can be fitted on it.
+    """
+    return np.isfinite(decision[np.arange(len(target)), target])
+
+
 def _fit_beta(decision: np.ndarray, target: np.ndarray) -> float:
     """Inverse temperature minimising the log loss of ``softmax(beta * decision)``.
 
     The loss is convex in beta (a log-sum-exp of linear functions minus a linear one),
     so a golden-section search on [0, BETA_MAX] finds its minimum.
     """
-    rows = np.isfinite(decision[np.arange(len(target)), target])
+    rows = _scored(decision, target)
     decision, target = decision[rows], target[rows]
     if not len(target):
-        return 1.0
+        return float(UNTEMPERED["beta"])
 
     def loss(beta: float) -> float:
         return _log_loss(_softmax(beta * decision), target)
