@@ -132,21 +132,30 @@ def shard_logs(work: Path, rules, clips) -> set[str]:
     return {f"shards/{rule}/{shard_of(clip, n)}" for rule in rules for clip in clips}
 
 
-@pytest.fixture(scope="module")
-def project(tmp_path_factory, bad_clips, frame_folder):
-    """A copy of the workflow (so a test may edit its msff/ code) and a working folder."""
-    root = tmp_path_factory.mktemp("workflow")
-    repo = root / "repo"
+def copy_workflow(root: Path, *folders: str) -> tuple[Path, Path]:
+    """A copy of the workflow under ``root`` and a working folder beside it: (repo, work).
+
+    A test may edit the copy's msff/ code. work/config.yaml reads the sheet
+    work/clips.tsv. ``folders``: more of the repository's folders copied (``profiles``:
+    the copy then runs with the repository's default profile).
+    """
+    repo, work = root / "repo", root / "work"
     repo.mkdir()
+    work.mkdir()
     for name in ("Snakefile", "config.yaml"):
         shutil.copy(REPO / name, repo / name)
-    for name in ("workflow", "envs", "msff"):
+    for name in ("workflow", "envs", "msff", *folders):
         shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
-    work = root / "work"
-    work.mkdir()
     config = yaml.safe_load((REPO / "config.yaml").read_text())
     config["samples"] = str(work / "clips.tsv")
     (work / "config.yaml").write_text(yaml.safe_dump(config))
+    return repo, work
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory, bad_clips, frame_folder):
+    """A copy of the workflow (:func:`copy_workflow`) and its first run on the sheet."""
+    repo, work = copy_workflow(tmp_path_factory.mktemp("workflow"))
     write_sheet(work, sheet_rows(bad_clips, frame_folder))
     first = snakemake(repo, work)
     return repo, work, first
@@ -337,18 +346,9 @@ def test_one_run_gets_past_a_clip_that_kills_its_shard(tmp_path):
     # is worked on twice, then recorded as bad (msff/shards.py): the per-clip rules retry
     # twice whatever the profile says, so one `snakemake` run with the repository's default
     # profile (retries: 1) ends with that clip in the qc table and the others done.
-    repo, work = tmp_path / "repo", tmp_path / "work"
-    repo.mkdir()
-    work.mkdir()
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, repo / name)
-    for name in ("workflow", "envs", "msff", "profiles"):
-        shutil.copytree(REPO / name, repo / name, ignore=shutil.ignore_patterns("__pycache__"))
+    repo, work = copy_workflow(tmp_path, "profiles")
     with open(repo / "msff" / "stages" / "media.py", "a") as f:
         f.write(KILLED_BY)
-    config = yaml.safe_load((REPO / "config.yaml").read_text())
-    config["samples"] = str(work / "clips.tsv")
-    (work / "config.yaml").write_text(yaml.safe_dump(config))
     sheet = {"speech_neutral": (SPEECH_NEUTRAL, "neutral"), "speech_angry": (SPEECH_ANGRY, "angry")}
     rows = [
         dict(clip=clip, path=str(path), label=label, split="train", speaker="01")
