@@ -201,11 +201,9 @@ def head_arguments(config: dict) -> dict[str, dict]:
         seed=config["seed"],
     )
     blstm = dict(
-        hidden=models["blstm_hidden"],
-        window=models["window"],
-        stride=models["window_stride"],
-        settings=settings,
+        hidden=models["blstm_hidden"], window=models["window"], stride=models["window_stride"]
     )
+    mixup = models["mixup"]  # per branch; C3D trains without (not measured with it)
     return {
         "frame_cnn": dict(
             fc_width=models["fc_width"],
@@ -214,18 +212,20 @@ def head_arguments(config: dict) -> dict[str, dict]:
             train_blocks=models["finetune_blocks"],
             flip_test=models["flip_test"],
             head_start=models["frame_head_start"],
-            settings=dict(settings, backbone_lr=models["backbone_lr"]),
+            settings=dict(settings, backbone_lr=models["backbone_lr"], mixup=mixup["face"]),
         ),
         "blstm": dict(
             blstm,
             speaker_norm=models["blstm_speaker_norm"]["face"],
             members=models["blstm_ensemble"]["face"],
+            settings=dict(settings, mixup=mixup["face"]),
         ),
-        # The audio BLSTM: the same head, its own speaker normalisation and ensemble.
+        # The audio BLSTM: the same head, its own speaker normalisation, ensemble and mixup.
         "audio_blstm": dict(
             blstm,
             speaker_norm=models["blstm_speaker_norm"]["audio"],
             members=models["blstm_ensemble"]["audio"],
+            settings=dict(settings, mixup=mixup["audio"]),
         ),
         "c3d": dict(
             fc_width=models["fc_width"],
@@ -267,6 +267,7 @@ def head_arguments(config: dict) -> dict[str, dict]:
                     if models["audio_cnn_weight_decay"] is None
                     else models["audio_cnn_weight_decay"]
                 ),
+                mixup=mixup["audio"],
             ),
         ),
         # Both SVMs choose C, gamma and their probabilities alike (config svm).

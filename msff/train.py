@@ -56,6 +56,10 @@ class TrainSettings:
     # each clip's item probabilities averaged, as its scores are. Segments of 300 ms are
     # noisy votes; the clip is what the model is used for.
     validate_on: str = "items"
+    # Mixup (Zhang et al., ICLR 2018): each training batch blended with a shuffle of
+    # itself, inputs and targets by the same weight, drawn from Beta(mixup, mixup); 0: off.
+    # Teaches a small training set what lies between its examples (bench/README.md, CK+).
+    mixup: float = 0.0
 
 
 @dataclass
@@ -139,10 +143,36 @@ def _scheduler(optimizer, settings: TrainSettings, steps_per_epoch: int):
     raise ValueError(f"schedule={settings.schedule!r} is not one of {SCHEDULES}")
 
 
+def _mixed(
+    x: torch.Tensor, y: torch.Tensor, alpha: float
+) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """A batch blended with a shuffle of itself: inputs, the shuffled labels, the weight.
+
+    The weight of ``x`` is drawn from Beta(alpha, alpha) and the shuffle from torch's
+    generator, which checkpoints keep: a resumed run blends as the unstopped one did.
+    """
+    weight = float(torch.distributions.Beta(alpha, alpha).sample())
+    order = torch.randperm(len(y)).to(y.device)
+    return weight * x + (1 - weight) * x[order], y[order], weight
+
+
 def _epoch(
-    model, loader, loss_fn, device, where: str, optimizer=None, per_step=None, keep=False
+    model,
+    loader,
+    loss_fn,
+    device,
+    where: str,
+    optimizer=None,
+    per_step=None,
+    keep=False,
+    mixup: float = 0.0,
 ) -> tuple[float, float, np.ndarray | None]:
-    """One pass over ``loader``: mean loss, accuracy, and (``keep``) every item's softmax."""
+    """One pass over ``loader``: mean loss, accuracy, and (``keep``) every item's softmax.
+
+    ``mixup`` > 0 (training only): each batch is blended with a shuffle of itself
+    (:func:`_mixed`), the loss is the same blend of both labels' losses, and an item
+    counts as right when the model names its larger share's label.
+    """
     training = optimizer is not None
     model.train(training)
     total_loss, correct, seen, kept = 0.0, 0, 0, []
@@ -150,9 +180,14 @@ def _epoch(
         for batch, (x, y) in enumerate(loader, 1):
             _check_finite_input(x, f"{where}, batch {batch}")
             x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+            other, weight = y, 1.0
+            if training and mixup > 0:
+                x, other, weight = _mixed(x, y, mixup)
             with _autocast(device):
                 logits = model(x)
                 loss = loss_fn(logits.float(), y)
+                if weight < 1.0:
+                    loss = weight * loss + (1 - weight) * loss_fn(logits.float(), other)
             if training:
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
@@ -160,7 +195,7 @@ def _epoch(
                 if per_step is not None:
                     per_step.step()
             total_loss += loss.item() * len(y)
-            correct += int((logits.argmax(1) == y).sum())
+            correct += int((logits.argmax(1) == (y if weight >= 0.5 else other)).sum())
             seen += len(y)
             if keep:
                 kept.append(torch.softmax(logits.detach().float(), 1).cpu().numpy())
@@ -357,6 +392,7 @@ def fit(
             f"{where}: training set",
             optimizer,
             scheduler if stepwise else None,
+            mixup=settings.mixup,
         )
         _check_finite(train_loss, "training", epoch, name)
         if not stepwise:

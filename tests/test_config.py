@@ -36,7 +36,7 @@ def test_presets_are_side_by_side_with_the_same_keys(repo_config):
 
 
 def test_audio_cnn_trains_at_its_own_rate_batch_epochs_and_schedule_only_when_set(repo_config):
-    own = ("lr", "batch_size", "epochs", "schedule", "weight_decay")
+    own = ("lr", "batch_size", "epochs", "schedule", "weight_decay", "mixup")
     for name in ("paper", "cpu"):
         heads = config.head_arguments(dict(repo_config, preset=name))
         models = repo_config["presets"][name]["models"]
@@ -79,6 +79,27 @@ def test_each_head_gets_only_its_own_preset_values(repo_config):
     changed["presets"]["cpu"]["models"]["c3d_width"] = 0.5
     after = config.head_arguments(changed)
     assert [h for h in before if before[h] != after[h]] == ["c3d", "audio_cnn"]
+
+
+def test_mixup_reaches_the_heads_of_its_branch_and_the_paper_has_none(repo_config):
+    for name in ("paper", "cpu"):
+        heads = config.head_arguments(dict(repo_config, preset=name))
+        mixup = repo_config["presets"][name]["models"]["mixup"]
+        assert heads["frame_cnn"]["settings"]["mixup"] == mixup["face"]
+        assert heads["blstm"]["settings"]["mixup"] == mixup["face"]
+        assert heads["audio_cnn"]["settings"]["mixup"] == mixup["audio"]
+        assert heads["audio_blstm"]["settings"]["mixup"] == mixup["audio"]
+        assert "mixup" not in heads["c3d"]["settings"]  # trains without: not measured with it
+    assert repo_config["presets"]["paper"]["models"]["mixup"] == {"face": 0, "audio": 0}
+    changed = copy.deepcopy(repo_config)
+    changed["presets"]["cpu"]["models"]["mixup"] = {"face": 0.4, "audio": 0.3}
+    before, after = config.head_arguments(repo_config), config.head_arguments(changed)
+    assert [h for h in before if before[h] != after[h]] == [
+        "frame_cnn",
+        "blstm",
+        "audio_blstm",
+        "audio_cnn",
+    ]
 
 
 @pytest.mark.parametrize(
