@@ -58,7 +58,7 @@ class TrainSettings:
     validate_on: str = "items"
     # Mixup (Zhang et al., ICLR 2018): each training batch blended with a shuffle of
     # itself, inputs and targets by the same weight, drawn from Beta(mixup, mixup); 0: off.
-    # Teaches a small training set what lies between its examples (bench/README.md, CK+).
+    # Measured on CK+, MEAD and RAVDESS and taken by neither preset (bench/README.md).
     mixup: float = 0.0
 
 
