@@ -204,6 +204,9 @@ def head_arguments(config: dict) -> dict[str, dict]:
         hidden=models["blstm_hidden"], window=models["window"], stride=models["window_stride"]
     )
     mixup = models["mixup"]  # per branch; C3D trains without (not measured with it)
+    # L2-SP: the face heads start from FER2013 (its blocks; with frame_head_start zeroshot,
+    # its classifier's scores); the other heads start from noise, no prior worth keeping.
+    face = dict(settings, mixup=mixup["face"], l2_sp=models["l2_sp"])
     return {
         "frame_cnn": dict(
             fc_width=models["fc_width"],
@@ -212,13 +215,13 @@ def head_arguments(config: dict) -> dict[str, dict]:
             train_blocks=models["finetune_blocks"],
             flip_test=models["flip_test"],
             head_start=models["frame_head_start"],
-            settings=dict(settings, backbone_lr=models["backbone_lr"], mixup=mixup["face"]),
+            settings=dict(face, backbone_lr=models["backbone_lr"]),
         ),
         "blstm": dict(
             blstm,
             speaker_norm=models["blstm_speaker_norm"]["face"],
             members=models["blstm_ensemble"]["face"],
-            settings=dict(settings, mixup=mixup["face"]),
+            settings=face,
         ),
         # The audio BLSTM: the same head, its own speaker normalisation, ensemble and mixup.
         "audio_blstm": dict(

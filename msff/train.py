@@ -60,6 +60,15 @@ class TrainSettings:
     # itself, inputs and targets by the same weight, drawn from Beta(mixup, mixup); 0: off.
     # Measured on CK+, MEAD and RAVDESS and taken by neither preset (bench/README.md).
     mixup: float = 0.0
+    # L2-SP (after Li et al., ICML 2018): a Gaussian prior centred on the weights training
+    # starts from: the loss gains l2_sp / n * 1/2 * sum (w - w_start)^2 over every trained
+    # weight, n the training clips (the items' ``owner``; frames of a clip are not
+    # independent evidence), so the data outweigh the start in proportion to their clips.
+    # A FER2013 frame CNN or BLSTM whose head starts at zero (``frame_head_start:
+    # zeroshot``) starts as the zero-shot classifier, and the prior holds it near a small
+    # correction of it. All its weights, its fresh fc layers too: only the pretrained
+    # blocks and the zero-started classifier gained nothing on CK+ (bench/README.md).
+    l2_sp: float = 0.0
 
 
 @dataclass
@@ -156,6 +165,28 @@ def _mixed(
     return weight * x + (1 - weight) * x[order], y[order], weight
 
 
+class StartPrior:
+    """L2-SP's penalty: ``strength / 2 * sum (w - w_start)^2`` over ``model``'s trained weights.
+
+    The start is taken at construction, before a checkpoint is loaded: a resumed run is
+    pulled toward the same start as the unstopped one.
+    """
+
+    def __init__(self, model: nn.Module, strength: float):
+        self.strength = strength
+        self.pairs = [(p, p.detach().clone()) for p in model.parameters() if p.requires_grad]
+
+    def __call__(self) -> torch.Tensor:
+        """The penalty of the weights as they are now (a graph to backpropagate)."""
+        return self.strength / 2 * sum(((p - start) ** 2).sum() for p, start in self.pairs)
+
+
+def _n_clips(dataset: Dataset) -> int:
+    """The clips ``dataset``'s items come from (its ``owner``), else its items."""
+    owner = getattr(dataset, "owner", None)
+    return max(1, len(np.unique(owner)) if owner is not None else len(dataset))
+
+
 def _epoch(
     model,
     loader,
@@ -166,12 +197,14 @@ def _epoch(
     per_step=None,
     keep=False,
     mixup: float = 0.0,
+    prior: StartPrior | None = None,
 ) -> tuple[float, float, np.ndarray | None]:
     """One pass over ``loader``: mean loss, accuracy, and (``keep``) every item's softmax.
 
     ``mixup`` > 0 (training only): each batch is blended with a shuffle of itself
     (:func:`_mixed`), the loss is the same blend of both labels' losses, and an item
-    counts as right when the model names its larger share's label.
+    counts as right when the model names its larger share's label. ``prior`` (training
+    only): its penalty is added to what is minimised, not to the loss reported.
     """
     training = optimizer is not None
     model.train(training)
@@ -190,7 +223,7 @@ def _epoch(
                     loss = weight * loss + (1 - weight) * loss_fn(logits.float(), other)
             if training:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                (loss + prior() if prior is not None else loss).backward()
                 optimizer.step()
                 if per_step is not None:
                     per_step.step()
@@ -337,6 +370,7 @@ def fit(
         raise ValueError("validate_on='clips' needs a validation set with owner and labels")
     seed_everything(settings.seed)
     model.to(device)
+    prior = StartPrior(model, settings.l2_sp / _n_clips(train_set)) if settings.l2_sp else None
     params = param_groups(model, settings)
     if settings.optimizer == "sgd":
         optimizer = torch.optim.SGD(
@@ -393,6 +427,7 @@ def fit(
             optimizer,
             scheduler if stepwise else None,
             mixup=settings.mixup,
+            prior=prior,
         )
         _check_finite(train_loss, "training", epoch, name)
         if not stepwise:

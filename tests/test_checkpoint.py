@@ -36,8 +36,9 @@ SPEECH = {  # RAVDESS actor 03, strong intensity: label -> file
     4: DATA / "ravdess_speech" / "Actor_03" / "03-01-04-02-01-01-03.flac",  # sad
     5: DATA / "ravdess_speech" / "Actor_03" / "03-01-08-02-01-01-03.flac",  # surprise
 }
+# l2_sp: the weights are pulled toward their start, which a resumed run must keep too.
 SETTINGS = train.TrainSettings(
-    batch_size=32, optimizer="adam", lr=0.01, epochs=5, patience=5, seed=1
+    batch_size=32, optimizer="adam", lr=0.01, epochs=5, patience=5, seed=1, l2_sp=1.0
 )
 
 

@@ -36,7 +36,7 @@ def test_presets_are_side_by_side_with_the_same_keys(repo_config):
 
 
 def test_audio_cnn_trains_at_its_own_rate_batch_epochs_and_schedule_only_when_set(repo_config):
-    own = ("lr", "batch_size", "epochs", "schedule", "weight_decay", "mixup")
+    own = ("lr", "batch_size", "epochs", "schedule", "weight_decay", "mixup", "l2_sp")
     for name in ("paper", "cpu"):
         heads = config.head_arguments(dict(repo_config, preset=name))
         models = repo_config["presets"][name]["models"]
@@ -100,6 +100,16 @@ def test_mixup_reaches_the_heads_of_its_branch_and_the_paper_has_none(repo_confi
         "audio_blstm",
         "audio_cnn",
     ]
+
+
+def test_l2_sp_reaches_the_face_heads_only_and_the_paper_has_none(repo_config):
+    """The face heads start from FER2013; a prior on the audio heads' random start is none."""
+    assert repo_config["presets"]["paper"]["models"]["l2_sp"] == 0
+    changed = copy.deepcopy(repo_config)
+    changed["presets"]["cpu"]["models"]["l2_sp"] = 7.5
+    before, after = config.head_arguments(repo_config), config.head_arguments(changed)
+    assert [h for h in before if before[h] != after[h]] == ["frame_cnn", "blstm"]
+    assert after["frame_cnn"]["settings"]["l2_sp"] == after["blstm"]["settings"]["l2_sp"] == 7.5
 
 
 @pytest.mark.parametrize(

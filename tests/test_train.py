@@ -80,6 +80,38 @@ def test_mixup_trains_on_blends_of_the_batch_and_is_seeded():
     torch.testing.assert_close(mixed.weight, again.weight)
 
 
+def test_l2_sp_holds_the_weights_near_their_start_the_more_so_the_fewer_the_clips():
+    """L2-SP pulls toward where training started, by strength / the training clips.
+
+    The same 64 items as 64 clips or as 4 clips of 16 items: the data outweigh the start
+    in proportion to their clips, so 4 clips barely move the weights from it. Off, the same
+    run moves furthest.
+    """
+    generator = torch.Generator().manual_seed(0)
+    x = torch.randn(64, 5, generator=generator)
+    y = (x[:, 0] > 0).long()
+
+    def moved(l2_sp, owner):
+        items = TensorDataset(x, y)
+        items.owner = owner  # each item's clip, as the heads' datasets have it
+        settings = train.TrainSettings(
+            batch_size=8, optimizer="adam", lr=0.05, epochs=20, patience=20, seed=3, l2_sp=l2_sp
+        )
+        train.seed_everything(settings.seed)
+        model = torch.nn.Linear(5, 2)
+        start = model.weight.detach().clone()
+        train.fit(model, items, items, settings, 2, torch.device("cpu"), log=lambda _: 0)
+        accuracy = (train.predict(model, items, torch.device("cpu")).argmax(1) == y.numpy()).mean()
+        return float((model.weight.detach() - start).norm()), accuracy
+
+    each_its_clip, four_clips = np.arange(64), np.repeat(np.arange(4), 16)
+    off, off_accuracy = moved(0.0, each_its_clip)
+    many, many_accuracy = moved(2.0, each_its_clip)
+    few, _ = moved(2.0, four_clips)
+    assert off_accuracy >= 0.95 and many_accuracy >= 0.95  # 64 clips outweigh the prior
+    assert many < 0.8 * off and few < 0.5 * many
+
+
 class ClipItems(torch.utils.data.Dataset):
     """Items of clips, as the heads' datasets give them: ``owner`` per item, ``labels`` per clip."""
 
