@@ -85,7 +85,8 @@ def test_l2_sp_holds_the_weights_near_their_start_the_more_so_the_fewer_the_clip
 
     The same 64 items as 64 clips or as 4 clips of 16 items: the data outweigh the start
     in proportion to their clips, so 4 clips barely move the weights from it. Off, the same
-    run moves furthest.
+    run moves furthest. The start is far from zero, as pretrained weights are: the pull is
+    toward it, not toward zero (which weight decay is).
     """
     generator = torch.Generator().manual_seed(0)
     x = torch.randn(64, 5, generator=generator)
@@ -99,17 +100,21 @@ def test_l2_sp_holds_the_weights_near_their_start_the_more_so_the_fewer_the_clip
         )
         train.seed_everything(settings.seed)
         model = torch.nn.Linear(5, 2)
+        with torch.no_grad():
+            model.weight.mul_(5)
         start = model.weight.detach().clone()
         train.fit(model, items, items, settings, 2, torch.device("cpu"), log=lambda _: 0)
         accuracy = (train.predict(model, items, torch.device("cpu")).argmax(1) == y.numpy()).mean()
-        return float((model.weight.detach() - start).norm()), accuracy
+        weight = model.weight.detach()
+        return float((weight - start).norm()), float(weight.norm()), accuracy
 
     each_its_clip, four_clips = np.arange(64), np.repeat(np.arange(4), 16)
-    off, off_accuracy = moved(0.0, each_its_clip)
-    many, many_accuracy = moved(2.0, each_its_clip)
-    few, _ = moved(2.0, four_clips)
+    off, _, off_accuracy = moved(0.0, each_its_clip)
+    many, _, many_accuracy = moved(2.0, each_its_clip)
+    few, from_zero, _ = moved(2.0, four_clips)
     assert off_accuracy >= 0.95 and many_accuracy >= 0.95  # 64 clips outweigh the prior
-    assert many < 0.8 * off and few < 0.5 * many
+    assert many < 0.9 * off and few < 0.5 * many
+    assert few < 0.5 * from_zero  # held near the start, not shrunk toward zero
 
 
 class ClipItems(torch.utils.data.Dataset):
