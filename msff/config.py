@@ -214,6 +214,7 @@ def head_arguments(config: dict) -> dict[str, dict]:
             max_train_frames=models["max_train_frames"],
             train_blocks=models["finetune_blocks"],
             flip_test=models["flip_test"],
+            shift_test=models["shift_test"],
             head_start=models["frame_head_start"],
             settings=dict(face, backbone_lr=models["backbone_lr"]),
         ),

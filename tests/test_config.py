@@ -112,6 +112,16 @@ def test_l2_sp_reaches_the_face_heads_only_and_the_paper_has_none(repo_config):
     assert after["frame_cnn"]["settings"]["l2_sp"] == after["blstm"]["settings"]["l2_sp"] == 7.5
 
 
+def test_shift_test_reaches_the_frame_cnn_only_and_the_paper_has_none(repo_config):
+    """Shifted test-time views score frames; the BLSTM's rule gets no argument of them."""
+    assert repo_config["presets"]["paper"]["models"]["shift_test"] == 0
+    changed = copy.deepcopy(repo_config)
+    changed["presets"]["cpu"]["models"]["shift_test"] = 0.125
+    before, after = config.head_arguments(repo_config), config.head_arguments(changed)
+    assert [h for h in before if before[h] != after[h]] == ["frame_cnn"]
+    assert after["frame_cnn"]["shift_test"] == 0.125
+
+
 @pytest.mark.parametrize(
     "path, key",
     [

@@ -26,7 +26,7 @@ from msff.heads.audio_cnn import infer as audio_cnn_infer
 from msff.heads.audio_cnn import load as audio_cnn_load
 from msff.heads.blstm import train_blstm
 from msff.heads.c3d import train_c3d
-from msff.heads.frame_cnn import cnn_features, finetune_cnn
+from msff.heads.frame_cnn import cnn_features, face_batches, finetune_cnn
 from msff.heads.frame_cnn import infer as frame_cnn_infer
 from msff.heads.frame_cnn import load as frame_cnn_load
 from msff.predict import backbone_pass
@@ -209,6 +209,74 @@ def test_same_seed_same_frame_scores_whatever_ran_before(tmp_path, faces):
         )
         written.append(out.read_bytes())
     assert written[0] == written[1]
+
+
+def test_shifted_test_views_score_the_clip_and_leave_the_blstm_features_as_mirrored(
+    tmp_path, faces
+):
+    """shift_test: a face's scores average it, its mirror and both moved 4 of 64 pixels up,
+    down, left and right (edges repeated); its features (the BLSTM's input) average the
+    face and its mirror only, whatever the shift. The model file keeps the views: msff
+    predict's path scores as the workflow did."""
+    clips = records(FACE_CLIPS)
+    model, frame_scores = tmp_path / "cnn.pt", tmp_path / "frames.tsv"
+    finetune_cnn(
+        "fer2013",
+        clips,
+        faces,
+        model,
+        tmp_path / "cnn.json",
+        frame_scores,
+        CLASSES,
+        replace(SETTINGS, epochs=1),
+        fc_width=32,
+        crop=56,
+        max_train_frames=4,
+        weights=None,
+        flip_test=True,
+        shift_test=0.0625,
+        head_start="zeroshot",
+        device="cpu",
+        out_features=tmp_path / "features.h5",
+    )
+    loaded = frame_cnn_load(model)
+    views, net = loaded[0].model, loaded[0].model.model
+    assert (views.flip, views.shift) == (True, 0.0625)
+    x = next(face_batches(faces["c_sad"], 56, loaded[0].prepare, 64))
+    assert x.shape[-1] == 64  # FER2013's input: the shift is 4 pixels
+
+    def moved(x, dy, dx):  # by hand: rows / columns cut on one side, the edge repeated
+        if dy:
+            edge = x[..., :1, :] if dy > 0 else x[..., -1:, :]
+            kept = x[..., :-dy, :] if dy > 0 else x[..., -dy:, :]
+            parts = [edge.expand(*x.shape[:-2], abs(dy), x.shape[-1]), kept]
+            x = torch.cat(parts if dy > 0 else parts[::-1], -2)
+        if dx:
+            edge = x[..., :1] if dx > 0 else x[..., -1:]
+            kept = x[..., :-dx] if dx > 0 else x[..., -dx:]
+            parts = [edge.expand(*x.shape[:-1], abs(dx)), kept]
+            x = torch.cat(parts if dx > 0 else parts[::-1], -1)
+        return x
+
+    with torch.no_grad():
+        mirrored = (net.features(x) + net.features(x.flip(-1))) / 2
+        every = [moved(x, dy, dx) for dy, dx in ((0, 0), (4, 0), (-4, 0), (0, 4), (0, -4))]
+        averaged = sum(net.features(v) + net.features(v.flip(-1)) for v in every) / 10
+        features, scored = views.scored_features(x)
+        torch.testing.assert_close(features, mirrored)
+        torch.testing.assert_close(views.features(x), mirrored)
+        torch.testing.assert_close(scored, averaged)
+        # The shifted views count: they move the clip's scores.
+        assert not torch.allclose(net.classify(scored), net.classify(mirrored), atol=1e-3)
+        mean = torch.softmax(net.classify(averaged), 1).mean(0).numpy()
+
+    table = scores.read(frame_scores, CLASSES)
+    np.testing.assert_allclose(table.loc["c_sad", CLASSES].to_numpy(float), mean, atol=2e-3)
+    passed = backbone_pass(frame_cnn_infer(loaded, faces["c_sad"]), tmp_path / "p.h5", False)
+    np.testing.assert_allclose(passed.mean, mean, atol=2e-3)
+    with h5py.File(tmp_path / "features.h5") as f:
+        # (stored as float16, as every features file)
+        np.testing.assert_allclose(f["c_sad"][: len(x)], mirrored.numpy(), rtol=2e-3, atol=1e-3)
 
 
 def test_finetuning_the_last_module_leaves_the_frozen_ones_bit_identical(tmp_path, faces):

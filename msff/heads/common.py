@@ -234,8 +234,11 @@ def write_features(out, clips: list[dict], meta: dict, features_of) -> None:
     )
 
 
-def feature_batches(model, batches, dev) -> Iterator[np.ndarray]:
+def feature_batches(model, batches, dev, method: str = "features") -> Iterator:
     """``model.features`` of each batch, one at a time; bf16 and channels-last on a card.
+
+    ``method``: another of the model's methods of a batch; where it gives a tuple of
+    tensors, so does each step.
 
     No-grad and autocast are entered per batch, never across a ``yield``: the caller's
     code between batches runs as it would without this generator.
@@ -252,8 +255,12 @@ def feature_batches(model, batches, dev) -> Iterator[np.ndarray]:
             if x.dim() == 4:
                 x = x.contiguous(memory_format=torch.channels_last)
         with torch.no_grad(), torch.autocast(dev.type, torch.bfloat16, enabled=cuda):
-            feats = model.features(x.to(dev)).float().cpu().numpy()
-        yield feats
+            out = getattr(model, method)(x.to(dev))
+        yield (
+            tuple(o.float().cpu().numpy() for o in out)
+            if isinstance(out, tuple)
+            else out.float().cpu().numpy()
+        )
 
 
 def features(model, batches, dev) -> np.ndarray:
@@ -263,8 +270,15 @@ def features(model, batches, dev) -> np.ndarray:
 
 
 def scored_batches(model, batches, dev) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """fc7 features of each batch and the class probabilities classified from them."""
-    for feats in feature_batches(model, batches, dev):
+    """fc7 features of each batch and the class probabilities classified from them.
+
+    A model with test-time views (``scored_features``, e.g. the frame CNN's
+    :class:`~msff.heads.frame_cnn.TestViews`) is classified from its features averaged
+    over every view, in the same pass.
+    """
+    views = hasattr(model, "scored_features")
+    for out in feature_batches(model, batches, dev, "scored_features" if views else "features"):
+        feats, scored = out if views else (out, out)
         with torch.no_grad():
-            logits = model.classify(torch.from_numpy(feats).to(dev))
+            logits = model.classify(torch.from_numpy(scored).to(dev))
         yield feats, torch.softmax(logits.float(), 1).cpu().numpy()

@@ -18,6 +18,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from msff import registry
@@ -51,36 +52,61 @@ def build(
     return module.build(num_classes, fc_width, weights, train_blocks=train_blocks, **start)
 
 
-class FlipAveraged(nn.Module):
-    """Test-time flip averaging: a face's features are the mean of its and its mirror's.
+class TestViews(nn.Module):
+    """Test-time views of each face: its mirror (``flip``) and shifted copies (``shift``).
 
     Faces are symmetric enough that the mirror image is another view of the same
-    expression; averaging the two views smooths out what one crop gets wrong. Scores
-    come from the averaged features (``classify``), so frame scores and BLSTM features
-    stay one pass, as without flipping.
+    expression, and training moved every face by a few pixels (:func:`augment_faces`):
+    averaging views smooths out what one crop gets wrong. ``features`` (the BLSTM's input)
+    averages the face and its mirror only: views that also average the shifts make the
+    training sequences too alike (CK+: BLSTM -1.5 to -3.4 points, bench/README.md). The
+    scores come from the features averaged over every view: the face shifted by ``shift``
+    of its side up, down, left and right (edges repeated), each mirrored too where
+    ``flip``. One backbone pass a view; :meth:`scored_features` gives both averages.
     """
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, flip: bool, shift: float = 0.0):
         super().__init__()
-        self.model = model
+        self.model, self.flip, self.shift = model, flip, shift
         self.fc_width, self.num_classes = model.fc_width, model.num_classes
 
+    def _mirrored(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features of ``x`` and, where ``flip``, of ``x`` mirrored left to right."""
+        return [self.model.features(v) for v in ([x, x.flip(-1)] if self.flip else [x])]
+
+    def _shifted(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """``x`` moved by ``shift`` of its side up, down, left and right (none at 0 px)."""
+        px = round(self.shift * x.shape[-1])
+        if not px:
+            return []
+        padded = F.pad(x, (px, px, px, px), mode="replicate")
+        h, w = x.shape[-2:]
+        moves = ((px, 0), (-px, 0), (0, px), (0, -px))
+        return [padded[..., px + dy : px + dy + h, px + dx : px + dx + w] for dy, dx in moves]
+
+    def scored_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(features: mean over ``x`` and its mirror, mean over every view: to classify)."""
+        centre = self._mirrored(x)
+        views = centre + [f for v in self._shifted(x) for f in self._mirrored(v)]
+        return sum(centre) / len(centre), sum(views) / len(views)
+
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        """Mean of the features of ``x`` and of ``x`` mirrored left to right."""
-        return (self.model.features(x) + self.model.features(x.flip(-1))) / 2
+        """Mean of the features of ``x`` and, where ``flip``, of its mirror."""
+        centre = self._mirrored(x)
+        return sum(centre) / len(centre)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
         """Class logits of (averaged) features."""
         return self.model.classify(features)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits of the flip-averaged features."""
-        return self.classify(self.features(x))
+        """Class logits of the features averaged over every view."""
+        return self.classify(self.scored_features(x)[1])
 
 
-def scorer(model: nn.Module, flip_test: bool) -> nn.Module:
-    """The network that scores faces at test time: as trained, or flip-averaged."""
-    return FlipAveraged(model) if flip_test else model
+def scorer(model: nn.Module, flip_test: bool, shift_test: float = 0.0) -> nn.Module:
+    """The network that scores faces at test time: as trained, or over several views."""
+    return TestViews(model, flip_test, shift_test) if flip_test or shift_test else model
 
 
 def finetune_cnn(
@@ -98,6 +124,7 @@ def finetune_cnn(
     weights: str | None,
     train_blocks: int = 0,
     flip_test: bool = False,
+    shift_test: float = 0.0,
     head_start: str = "random",
     device: str = "auto",
     config: dict | None = None,
@@ -109,6 +136,8 @@ def finetune_cnn(
     ``train_blocks``: the last blocks of a pretrained backbone that train with the fc
     layers (0: the fc layers only, as the paper), at ``settings.backbone_lr``.
     ``flip_test``: test-time scores and features averaged over each face and its mirror.
+    ``shift_test``: the scores (not the features) also over the face shifted by this
+    fraction of its side up, down, left and right (:class:`TestViews`).
     ``head_start``: ``random`` (the paper's fresh fc layers) or ``zeroshot``: where the
     backbone's own classifier predicts our classes (FER2013), the head learns a correction
     to its scores and starts at them (:class:`msff.models.fer2013.Fer2013Net`).
@@ -155,10 +184,11 @@ def finetune_cnn(
         weights=built.weights,
         pretrained=built.pretrained,
         flip_test=flip_test,
+        shift_test=shift_test,
         # Columns after fc7 in the features: the backbone's log-probabilities of the classes.
         prior_classes=built.model.fc_width - fc_width,
     )
-    model = scorer(built.model, flip_test)
+    model = scorer(built.model, flip_test, shift_test)
     probs, counts = [], []
 
     def scored_features(clip: dict) -> np.ndarray:
@@ -201,14 +231,14 @@ def finetune_cnn(
 def rebuild(model_pt: str | Path) -> tuple[Built, dict]:
     """A fine-tuned frame CNN from its file (the state dict holds every weight).
 
-    ``model`` is the network that scores faces: flip-averaged when it was trained so.
+    ``model`` is the network that scores faces: over the test-time views it was trained with.
     """
     saved = common.load(model_pt)
     meta = saved["meta"]
     prior = meta["classes"] if meta.get("prior_classes") else None
     built = build(meta["backbone"], len(meta["classes"]), meta["fc_width"], None, 0, prior)
     built.model.load_state_dict(saved["state_dict"])
-    built.model = scorer(built.model, meta.get("flip_test", False))
+    built.model = scorer(built.model, meta.get("flip_test", False), meta.get("shift_test", 0.0))
     return built, meta
 
 
