@@ -70,7 +70,7 @@ class TestViews(nn.Module):
         self.model, self.flip, self.shift = model, flip, shift
         self.fc_width, self.num_classes = model.fc_width, model.num_classes
 
-    def _mirrored(self, x: torch.Tensor) -> list[torch.Tensor]:
+    def _features_with_mirror(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Features of ``x`` and, where ``flip``, of ``x`` mirrored left to right."""
         return [self.model.features(v) for v in ([x, x.flip(-1)] if self.flip else [x])]
 
@@ -86,13 +86,13 @@ class TestViews(nn.Module):
 
     def scored_features(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(features: mean over ``x`` and its mirror, mean over every view: to classify)."""
-        centre = self._mirrored(x)
-        views = centre + [f for v in self._shifted(x) for f in self._mirrored(v)]
+        centre = self._features_with_mirror(x)
+        views = centre + [f for v in self._shifted(x) for f in self._features_with_mirror(v)]
         return sum(centre) / len(centre), sum(views) / len(views)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Mean of the features of ``x`` and, where ``flip``, of its mirror."""
-        centre = self._mirrored(x)
+        centre = self._features_with_mirror(x)
         return sum(centre) / len(centre)
 
     def classify(self, features: torch.Tensor) -> torch.Tensor:
