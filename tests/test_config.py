@@ -2,6 +2,7 @@ import copy
 import re
 
 import pytest
+import yaml
 
 from msff import config
 from msff.errors import ConfigError
@@ -258,5 +259,14 @@ def test_missing_config_file(tmp_path):
         config.load(tmp_path / "nope.yaml")
 
 
-def test_config_file_round_trip():
-    assert config.load(REPO / "config.yaml")["labels"]["classes"][0] == "angry"
+def test_config_file_round_trip(tmp_path):
+    loaded = config.load(REPO / "config.yaml")
+    (tmp_path / "again.yaml").write_text(yaml.safe_dump(loaded))
+    assert config.load(tmp_path / "again.yaml") == loaded
+    assert loaded == yaml.safe_load((REPO / "config.yaml").read_text())  # nothing added
+
+
+def test_config_file_that_is_not_yaml_is_named(tmp_path):
+    (tmp_path / "broken.yaml").write_text("seed: [2018\n")
+    with pytest.raises(ConfigError, match=r"broken\.yaml: not valid YAML"):
+        config.load(tmp_path / "broken.yaml")

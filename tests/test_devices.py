@@ -6,21 +6,25 @@ import textwrap
 
 import torch
 
+from msff import devices
 from msff.devices import claim_gpu, pick_device
 
 HOLDER = textwrap.dedent(
     """
-    import sys, time
+    import sys
     from msff.devices import claim_gpu
     print(claim_gpu(int(sys.argv[1]), sys.argv[2]), flush=True)
-    time.sleep(float(sys.argv[3]))  # a running training job holding its card
+    if sys.argv[3] == "hold":
+        sys.stdin.read()  # a running training job holding its card, until the test ends it
     """
 )
 
 
-def start_job(n_devices, lock_dir, seconds):
+def start_job(n_devices, lock_dir, hold):
+    """A job that claims a card; ``hold``: it keeps it until killed (no clock involved)."""
     proc = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(n_devices), str(lock_dir), str(seconds)],
+        [sys.executable, "-c", HOLDER, str(n_devices), str(lock_dir), "hold" if hold else "-"],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -29,41 +33,64 @@ def start_job(n_devices, lock_dir, seconds):
 
 def test_jobs_side_by_side_get_different_cards(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    first, card_a = start_job(3, tmp_path, 30)
-    second, card_b = start_job(3, tmp_path, 30)
+    first, card_a = start_job(3, tmp_path, hold=True)
+    second, card_b = start_job(3, tmp_path, hold=True)
     try:
         assert {card_a, card_b} == {0, 1}
         first.kill()
-        first.wait(timeout=10)
-        third, card_c = start_job(3, tmp_path, 0)  # the first job's card is free again
+        first.wait()
+        third, card_c = start_job(3, tmp_path, hold=False)  # the first job's card is free again
         assert card_c == card_a
-        third.wait(timeout=10)
+        third.wait()
     finally:
         for proc in (first, second):
             proc.kill()
-            proc.wait(timeout=10)
+            proc.wait()
 
 
 def test_cards_are_named_by_their_physical_id(tmp_path, monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2,3")
-    _, index = start_job(2, tmp_path, 0)
+    _, index = start_job(2, tmp_path, hold=False)
     assert index == 0 and (tmp_path / "msff-gpu-2.lock").exists()
 
 
 def test_when_every_card_is_held_the_job_shares_card_0(tmp_path, monkeypatch):
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    holder, _ = start_job(1, tmp_path, 30)
+    holder, _ = start_job(1, tmp_path, hold=True)
     try:
         assert claim_gpu(1, tmp_path) == 0
     finally:
         holder.kill()
-        holder.wait(timeout=10)
+        holder.wait()
 
 
-def test_auto_is_the_cpu_without_cuda():
-    expected = "cuda" if torch.cuda.is_available() else "cpu"
-    assert pick_device("auto").type == expected
+def test_auto_is_the_cpu_without_cuda(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto") == torch.device("cpu")
     assert pick_device("cpu") == torch.device("cpu")
+
+
+def test_auto_takes_the_one_card_or_claims_a_free_one_of_several(tmp_path, monkeypatch):
+    # No card here: torch is told of cards; the locks and the other job are real.
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(devices, "_held", {})  # this process holds no card yet
+    monkeypatch.setenv("MSFF_GPU_LOCKS", str(tmp_path))
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    assert pick_device("auto") == torch.device("cuda:0")  # Slurm's one granted card
+    assert not list(tmp_path.glob("*.lock"))  # one card: nothing to claim
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 3)
+    holder, card = start_job(3, tmp_path, hold=True)
+    try:
+        assert card == 0
+        assert pick_device("auto") == torch.device("cuda:1")
+        assert pick_device("auto") == torch.device("cuda:1")  # a job keeps the card it holds
+        assert set(devices._held) == {"1"}
+    finally:
+        holder.kill()
+        holder.wait()
+        for handle in devices._held.values():
+            handle.close()
 
 
 DENORMAL_PRODUCT = textwrap.dedent(

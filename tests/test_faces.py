@@ -162,3 +162,16 @@ def test_detecting_every_third_frame_aligns_like_every_frame(tmp_path, path):
     # On the frames MTCNN saw in both runs, the same landmarks.
     seen = third["detected"]
     np.testing.assert_allclose(third["landmarks"][seen], every["landmarks"][seen], atol=0.5)
+
+
+def test_aligned_eye_error_is_the_shift_in_aligned_face_pixels():
+    size = 128
+    # A face at half the aligned size in the frame: frame pixels count twice in the face.
+    reference = faces.template(size) * 0.5 + np.array([40.0, 30.0])
+    frames = np.stack([reference, reference + [3.0, 0.0], reference + [0.0, -4.0]])
+    errors = faces.aligned_eye_error(frames, np.stack([reference] * 3), size)
+    np.testing.assert_allclose(errors, [0.0, 6.0, 8.0], atol=1e-6)
+    # A turned landmark set moves each eye by its own amount: the larger one is reported.
+    turn = np.array([[0.0, -1.0], [1.0, 0.0]])  # 90 degrees about the frame's origin
+    turned = faces.aligned_eye_error((reference @ turn.T)[None], reference[None], size)
+    assert turned[0] > 50  # a whole face's width off

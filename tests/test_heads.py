@@ -336,6 +336,7 @@ def test_c3d_overfits_real_faces(tmp_path, faces):
     assert train_accuracy(out, clips) >= 0.9
     table = scores.read(out, CLASSES)
     assert table.loc["c_noface", "note"] == "no face found"
+    np.testing.assert_allclose(table.loc["c_noface", CLASSES].to_numpy(float), 1 / 7, atol=1e-5)
     assert "trained from scratch" in json.loads(provenance.read_text())["weights"]["c3d"]
 
 

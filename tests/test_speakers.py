@@ -62,10 +62,12 @@ def test_few_clips_lean_on_the_typical_speaker(sequences):
     # A huge prior leaves the typical speaker's statistics alone.
     only_typical = (lone - typical["speaker_mean"]) / np.sqrt(typical["speaker_var"])
     np.testing.assert_allclose(speakers.standardise([lone], ["x"], typical, 1e12)[0], only_typical)
-    # One clip and a prior of 5: the mean is a sixth of the way from the typical to its own.
+    # One clip and a prior of 5: its mean and variance weigh 1 against the typical's 5.
     shrunk = speakers.standardise([lone], ["x"], typical, 5.0)[0]
-    own = speakers.standardise([lone], ["x"], typical, 0.0)[0]
-    assert np.abs(shrunk.mean(0)).mean() > np.abs(own.mean(0)).mean() + 0.1
+    mean = (lone.mean(0) + 5 * typical["speaker_mean"]) / 6
+    var = (((lone - lone.mean(0)) ** 2).mean(0) + 5 * typical["speaker_var"]) / 6
+    np.testing.assert_allclose(shrunk, (lone - mean) / np.sqrt(var), rtol=1e-9, atol=1e-12)
+    assert np.abs(shrunk.mean(0)).mean() > 0.1  # unlike its own statistics', not centred
     # A clip of one row (openSMILE functionals) alone, unshrunk, has nothing left.
     np.testing.assert_array_equal(speakers.standardise([lone[:1]], ["x"], typical, 0.0)[0], 0)
 
