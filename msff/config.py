@@ -40,11 +40,6 @@ def schema(name: str) -> dict:
     return loaded
 
 
-def schema_path(name: str) -> str:
-    """Return the file path of a schema (the clip sheet's, for Snakemake's ``validate()``)."""
-    return str(SCHEMAS / f"{name}.schema.yaml")
-
-
 def validate(instance: Any, name: str, where: str) -> None:
     """Raise ConfigError naming ``where`` and the first offending key when invalid."""
     validator = jsonschema.Draft202012Validator(schema(name))
@@ -66,6 +61,19 @@ def load(path: str | Path) -> dict:
         raise ConfigError(f"{path}: not valid YAML: {exc}") from None
     validate(config, "config", str(path))
     return config
+
+
+def check_weight_files(config: dict) -> None:
+    """Raise ConfigError for a file in ``weights`` that is not there (null: none named).
+
+    Checked when the run starts, not when a model's job first opens it, hours later.
+    """
+    for name, path in config["weights"].items():
+        if path is not None and not Path(path).is_file():
+            raise ConfigError(
+                f"config weights.{name}: {path}: no such weight file (null: the default, "
+                "see config.yaml)"
+            )
 
 
 def preset(config: dict) -> dict:

@@ -261,21 +261,48 @@ def read(path: str | Path) -> pd.DataFrame:
     speaker in two splits. Per-row checks (id pattern, split values) belong to the
     schema ``clips.schema.yaml``.
     """
+    from msff.config import validate
+
     path = Path(path)
     if not path.exists():
         raise ConfigError(f"{path}: no such clip sheet")
     dtypes = {c: str for c in COLUMNS}
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     # A line starting with '#' is a comment; a '#' inside a field (a file named
     # "take #2.mp4") is data: pandas' comment= would cut the row there.
-    text = path.read_text(encoding="utf-8")
-    kept = "".join(line for line in io.StringIO(text) if not line.lstrip().startswith("#"))
+    numbered = [
+        (n, line)
+        for n, line in enumerate(io.StringIO(text), start=1)
+        if not line.lstrip().startswith("#") and line.strip()
+    ]
+    if not numbered:
+        raise ConfigError(f"{path}: empty clip sheet (no header line)")
+    width = len(numbered[0][1].rstrip("\r\n").split("\t"))
+    for line, text_line in numbered[1:]:
+        fields = len(text_line.rstrip("\r\n").split("\t"))
+        if fields != width:
+            raise ConfigError(
+                f"{path}: line {line}: {fields} tab-separated fields, the header has {width}"
+            )
+    kept = "".join(line for _, line in numbered)
     sheet = pd.read_csv(io.StringIO(kept), sep="\t", dtype=dtypes, keep_default_na=False)
     missing = [c for c in COLUMNS if c not in sheet.columns]
     if missing:
         raise ConfigError(f"{path}: missing columns {missing}")
-    for col in OPTIONAL:
-        if col in sheet.columns:
-            sheet[col] = sheet[col].map(_parse_bool(path, col))
+    # Each row against the schema (clips.schema.yaml), named by its line and clip id.
+    flags = [c for c in OPTIONAL if c in sheet.columns]
+    parsed = {c: [] for c in flags}
+    for (line, _), row in zip(numbered[1:], sheet.to_dict("records"), strict=True):
+        where = f"{path}: line {line} (clip {row['clip']!r})"
+        for col in flags:
+            row[col] = _parse_bool(where, col, row[col])
+            parsed[col].append(row[col])
+        validate(row, "clips", where)
+    for col in flags:
+        sheet[col] = pd.Series(parsed[col], index=sheet.index, dtype=bool)
     dup = sheet["clip"][sheet["clip"].duplicated()]
     if len(dup):
         raise ConfigError(f"{path}: duplicate clip ids {sorted(dup)}")
@@ -284,16 +311,12 @@ def read(path: str | Path) -> pd.DataFrame:
     return sheet.set_index("clip", drop=False)
 
 
-def _parse_bool(path: Path, column: str):
+def _parse_bool(where: str, column: str, value) -> bool:
     words = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0": False}
-
-    def parse(value):
-        key = str(value).strip().lower()
-        if key not in words:
-            raise ConfigError(f"{path}: column {column}: {value!r} is not true/false")
-        return words[key]
-
-    return parse
+    key = str(value).strip().lower()
+    if key not in words:
+        raise ConfigError(f"{where}: column {column}: {value!r} is not true/false")
+    return words[key]
 
 
 def classify(sheet: pd.DataFrame, labels: dict) -> pd.DataFrame:
@@ -319,3 +342,17 @@ def classify(sheet: pd.DataFrame, labels: dict) -> pd.DataFrame:
     out["class"] = classes
     out["excluded"] = reasons
     return out
+
+
+def running(sheet: pd.DataFrame, where: str) -> pd.DataFrame:
+    """The clips of a :func:`classify`-ed sheet that run; ConfigError if there are none.
+
+    A sheet whose every clip is excluded (or that has no rows) would otherwise start a run
+    whose models have nothing to train on and fail one by one, far from the cause.
+    """
+    clips = sheet[sheet["excluded"] == ""]
+    if clips.empty:
+        reasons = sorted(set(sheet["excluded"]))
+        why = f": every clip is excluded ({'; '.join(reasons[:3])})" if reasons else ": no rows"
+        raise ConfigError(f"{where}: no clip to run{why}")
+    return clips

@@ -99,13 +99,39 @@ def test_read_resolves_paths_against_the_sheet(tmp_path):
     [
         ([row("a", "x"), row("a", "y")], "duplicate clip ids \\['a'\\]"),
         ([row("a", "x"), row("b", "y", split="test")], "speaker 's1' is in several splits"),
-        ([row("a", "x", has_audio="maybe")], "column has_audio: 'maybe' is not true/false"),
+        (
+            [row("a", "x", has_audio="yes"), row("b", "y", has_audio="maybe")],
+            "line 3 \\(clip 'b'\\): column has_audio: 'maybe' is not true/false",
+        ),
+        # A row's own error, not its speaker's: the split is checked before the speakers.
+        (
+            [row("a", "x"), row("b", "y", split="dev")],
+            "line 3 \\(clip 'b'\\): split: 'dev' is not one of \\['train', 'val', 'test'\\]",
+        ),
+        ([row("a b", "x")], "line 2 \\(clip 'a b'\\): clip: 'a b' does not match"),
+        ([row("a", "")], "line 2 \\(clip 'a'\\): path: '' should be non-empty"),
     ],
 )
 def test_read_refuses_bad_sheets(tmp_path, rows, message):
     path = write_tsv(tmp_path / "clips.tsv", rows)
     with pytest.raises(ConfigError, match=f"clips.tsv: {message}"):
         sheet.read(path)
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        (b"", "empty clip sheet"),
+        (b"# only a comment\n", "empty clip sheet"),
+        (b"clip\tpath\tlabel\tsplit\tspeaker\na\tx\thappy\n", "line 2: 3 tab-separated"),
+        (b"clip\tpath\tlabel\tsplit\tspeaker\n# c\na\tx\thappy\ttrain\ts1\t\n", "line 3: 6 tab"),
+        (b"clip\tpath\tlabel\tsplit\tspeaker\na\t\xe9.mp4\thappy\ttrain\ts1\n", "not UTF-8"),
+    ],
+)
+def test_read_names_the_sheet_and_line_of_a_malformed_file(tmp_path, text, message):
+    (tmp_path / "clips.tsv").write_bytes(text)
+    with pytest.raises(ConfigError, match=f"clips.tsv: {message}"):
+        sheet.read(tmp_path / "clips.tsv")
 
 
 def test_read_names_missing_columns(tmp_path):
@@ -143,13 +169,23 @@ def test_cli_builds_a_sheet_that_the_schema_accepts(tmp_path, capsys):
         )
         == 0
     )
-    assert "22 clips, 3 speakers" in capsys.readouterr().out
+    said = capsys.readouterr()
+    assert "22 clips, 3 speakers" in said.out and "warning" not in said.err
     table = sheet.read(out)
     for record in table.to_dict("records"):
         config.validate(record, "clips", str(out))
     # Probed streams: MEAD's front-view crops have no audio, CREMA-D has both.
     assert not table.loc["W009_front_happy_level3_001", "has_audio"]
     assert table.loc["1001_DFA_ANG_XX", "has_audio"] and table.loc["1001_DFA_ANG_XX", "has_video"]
+
+
+def test_cli_warns_of_a_split_left_without_a_speaker(tmp_path, capsys):
+    out = tmp_path / "clips.tsv"
+    args = ["build-sheet", str(DATA / "crema_d"), "--names", "--no-probe", "--out", str(out)]
+    assert main(args) == 0
+    err = capsys.readouterr().err
+    assert f"warning: {out}: no speaker in val" in err
+    assert f"warning: {out}: no speaker in test" in err and "no speaker in train" not in err
 
 
 def test_cli_reports_errors_without_a_traceback(tmp_path, capsys):

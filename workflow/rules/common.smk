@@ -2,8 +2,6 @@ import os
 from functools import cache
 from pathlib import Path
 
-from snakemake.utils import validate
-
 import msff.config
 import msff.registry
 import msff.shards
@@ -18,6 +16,7 @@ os.environ.update(MSFF_REPO=str(Path(workflow.basedir).resolve()))
 # The schema's lists of backbones and models come from the registry (msff/registry.py).
 msff.config.validate(config, "config", "config")
 msff.config.check_label_map(config["labels"])
+msff.config.check_weight_files(config)
 PRESET = msff.config.preset(config)
 
 # What each job asks of the machine or the cluster (Snakemake resources): memory in MB,
@@ -54,11 +53,11 @@ TRAINING_RESOURCES = dict(
 # The SVM, qc, fusion, evaluation, plots and tables.
 SMALL_JOB_RESOURCES = dict(mem_mb=4000, runtime=lambda wildcards, attempt: 10 * attempt)
 
+# Read and checked row by row (clips.schema.yaml): a bad row is named by its line and clip.
 SHEET = msff.sheet.read(config["samples"])
-validate(SHEET, schema=msff.config.schema_path("clips"))
 SHEET = msff.sheet.classify(SHEET, config["labels"])
 # Clips that run: the rest (dropped or unknown labels) are listed in the qc table.
-CLIPS = SHEET[SHEET.excluded == ""]
+CLIPS = msff.sheet.running(SHEET, config["samples"])
 _excluded = SHEET[SHEET.excluded != ""]
 if len(_excluded):
     # One line per reason, not per clip: a data set may drop hundreds (RAVDESS "calm").
