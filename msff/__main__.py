@@ -72,10 +72,23 @@ def build_sheet(args: argparse.Namespace) -> None:
         f"{args.out}: {len(clips)} clips, {len({c.speaker for c in clips})} speakers, "
         f"splits {counts}"
     )
+    for split in sheet.SPLITS:
+        if fractions[split] > 0 and not counts[split]:
+            # The workflow's fusion needs validation clips and the predictions test clips.
+            print(
+                f"warning: {args.out}: no speaker in {split} ({args.train}/{args.val}/"
+                f"{args.test} of {len({c.speaker for c in clips})} speakers): the workflow "
+                "needs a speaker in each split; --assign SPEAKER=SPLIT puts one there",
+                file=sys.stderr,
+            )
 
 
 def _clips(sources: list[str]) -> list[Path]:
-    """Media files and frame folders under ``sources``, in order."""
+    """Media files and frame folders under ``sources``, in order.
+
+    A folder with neither stays in the list as itself, for predict to say so: a typo in a
+    folder name must not pass unseen.
+    """
     from msff.framefolders import IMAGE_SUFFIXES
 
     paths = []
@@ -86,7 +99,8 @@ def _clips(sources: list[str]) -> list[Path]:
         elif any(p.suffix.lower() in IMAGE_SUFFIXES for p in path.iterdir()):
             paths.append(path)  # a folder of frames is one clip
         else:
-            paths += sorted(p for p in path.rglob("*") if p.suffix.lower() in sheet.MEDIA_SUFFIXES)
+            found = sorted(p for p in path.rglob("*") if p.suffix.lower() in sheet.MEDIA_SUFFIXES)
+            paths += found or [path]
     return paths
 
 
@@ -159,32 +173,34 @@ def predict(args: argparse.Namespace) -> None:
                 file=sys.stderr,
             )
     table, frames, failed, unlabelled = [], [], 0, 0
-    for path in tqdm(paths, desc="predict", unit="clip", file=sys.stderr, disable=None):
-        try:
-            result = predictor(path, per_frame=args.per_frame is not None, speaker=args.speaker)
-        except MsffError as exc:
-            failed += 1
-            print(f"{path}\terror: {exc}", flush=True)
-            table.append(dict(path=str(path), clip=path.stem, label="", error=str(exc)))
-            continue
-        if result.label:
-            scores = " ".join(f"{k}={v:.3f}" for k, v in result.scores.items())
-            used = ",".join(result.models_used)
-            print(f"{path}\t{result.label}\tmodels: {used}\t{scores}", flush=True)
-        else:
-            unlabelled += 1
-            print(f"{path}\tno label: {result.note}", flush=True)
-        table.append(
-            dict(path=result.path, clip=result.clip, label=result.label, error="")
-            | dict(mode=result.mode, models_used=",".join(result.models_used))
-            | dict(models_unable=",".join(result.models_unable), note=result.note)
-            | result.scores
-        )
-        frames += result.frames
-    if args.out is not None:
-        write_table(table, args.out)
-    if args.per_frame is not None:
-        write_table(frames, args.per_frame)
+    try:
+        for path in tqdm(paths, desc="predict", unit="clip", file=sys.stderr, disable=None):
+            try:
+                result = predictor(path, per_frame=args.per_frame is not None, speaker=args.speaker)
+            except MsffError as exc:
+                failed += 1
+                print(f"{path}\terror: {exc}", flush=True)
+                table.append(dict(path=str(path), clip=path.stem, label="", error=str(exc)))
+                continue
+            if result.label:
+                scores = " ".join(f"{k}={v:.3f}" for k, v in result.scores.items())
+                used = ",".join(result.models_used)
+                print(f"{path}\t{result.label}\tmodels: {used}\t{scores}", flush=True)
+            else:
+                unlabelled += 1
+                print(f"{path}\tno label: {result.note}", flush=True)
+            table.append(
+                dict(path=result.path, clip=result.clip, label=result.label, error="")
+                | dict(mode=result.mode, models_used=",".join(result.models_used))
+                | dict(models_unable=",".join(result.models_unable), note=result.note)
+                | result.scores
+            )
+            frames += result.frames
+    finally:  # stopped part way (Ctrl-C, a crash): the clips done are kept
+        if args.out is not None:
+            write_table(table, args.out)
+        if args.per_frame is not None:
+            write_table(frames, args.per_frame)
     print(
         f"{len(paths)} files: {len(paths) - failed - unlabelled} predicted ({predictor.mode}, "
         f"on {device}), {unlabelled} with nothing the models could score, "
@@ -218,10 +234,10 @@ def main(argv: list[str] | None = None) -> int:
         help="read labels from file names even where a labels.csv exists",
     )
     p.add_argument("--prefix", default="", help="prefix of every clip id")
-    p.add_argument("--seed", type=int, default=2018, help="seed of the speaker split")
-    p.add_argument("--train", type=float, default=0.6, help="fraction of speakers in train")
-    p.add_argument("--val", type=float, default=0.2, help="fraction of speakers in val")
-    p.add_argument("--test", type=float, default=0.2, help="fraction of speakers in test")
+    p.add_argument("--seed", type=int, default=2018, help="seed of the speaker split (2018)")
+    p.add_argument("--train", type=float, default=0.6, help="fraction of speakers in train (0.6)")
+    p.add_argument("--val", type=float, default=0.2, help="fraction of speakers in val (0.2)")
+    p.add_argument("--test", type=float, default=0.2, help="fraction of speakers in test (0.2)")
     p.add_argument(
         "--assign",
         action="append",

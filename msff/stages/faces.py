@@ -85,9 +85,13 @@ def align_faces(
                 detect_every=detect_every,
                 track_resets=tracker.resets if tracker else 0,
             )
+            # The frames' own note (a damaged file, decoded in part) goes on with the faces:
+            # the frames cache is deleted once they are aligned.
+            notes = [meta["note"]]
             if n_found == 0:
-                f.attrs["note"] = f"no face found in {n_frames} frames"
-                log.warning("clip %s: %s", clip, f.attrs["note"])
+                notes.append(f"no face found in {n_frames} frames")
+                log.warning("clip %s: %s", clip, notes[-1])
+            f.attrs["note"] = "; ".join(note for note in notes if note)
             log.info(
                 "clip %s: face in %d of %d frames (MTCNN on %d)",
                 clip,
@@ -137,7 +141,11 @@ def precropped_faces(clip: str, frames: str | Path, out: str | Path, size: int) 
                 n_detected=0,
                 track_resets=0,
                 face_input="precropped",
-                note="pre-cropped faces: coverage assumed, not detected",
+                note="; ".join(
+                    note
+                    for note in (meta["note"], "pre-cropped faces: coverage assumed, not detected")
+                    if note
+                ),
             )
             log.info("clip %s: %d pre-cropped faces resized to %d", clip, n_frames, size)
 
