@@ -109,6 +109,39 @@ def fuse(scores: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
     return fused
 
 
+# The note of a clip that only models the weights left out could see (:func:`fuse_seen`).
+EQUAL_NOTE = "no model of nonzero weight could score it; fused equally: "
+
+
+def fuse_seen(
+    scores: Sequence[np.ndarray], weights: Sequence[float], seen: np.ndarray
+) -> tuple[np.ndarray, list[str]]:
+    """:func:`fuse`, for each clip over the models that could see it.
+
+    ``seen`` ``(n_models, n_clips)``: which model scored which clip (a model that could
+    not see a clip, no face or no voice, holds the uniform row there). Where a model of
+    nonzero weight saw the clip, the weighted sum (the uniform rows of the others change no
+    argmax). Where only models the weights left out saw it (an audio-only clip when the
+    weights chose face models), their mean: a label from what could see it, not the argmax
+    of uniform rows. Where no model saw it, the uniform row. Also returns per clip how it
+    was fused: ``weights``, ``equal`` or ``none``.
+    """
+    seen = np.asarray(seen, bool)
+    weights = np.asarray(weights, float)
+    fused = fuse(scores, weights)
+    how = []
+    for i in range(fused.shape[0]):
+        if seen[weights > 0, i].any():
+            how.append("weights")
+        elif seen[:, i].any():
+            share = seen[:, i] / seen[:, i].sum()
+            fused[i] = fuse([matrix[i : i + 1] for matrix in scores], share)[0]
+            how.append("equal")
+        else:
+            how.append("none")
+    return fused, how
+
+
 def search(
     scores: Sequence[np.ndarray],
     labels: np.ndarray,
@@ -209,9 +242,9 @@ def cross_validate(
 ) -> list[dict]:
     """Search weights on k-1 folds of clips (grouped by speaker), score the held-out fold.
 
-    Returns one record per fold: its weights and held-out accuracy, an estimate of how
-    well weights chosen this way carry over to clips they were not chosen on. ``rule``
-    and ``min_clips`` are passed to :func:`search`.
+    Returns one record per fold: its weights, held-out accuracy and held-out speakers, an
+    estimate of how well weights chosen this way carry over to clips they were not chosen
+    on. ``rule`` and ``min_clips`` are passed to :func:`search`.
     """
     from sklearn.model_selection import GroupKFold
 
@@ -231,6 +264,7 @@ def cross_validate(
                 weights=result.weights.tolist(),
                 accuracy=float((held == labels[held_idx]).mean()),
                 n_clips=int(len(held_idx)),
+                held_out=sorted({str(groups[i]) for i in held_idx}),
             )
         )
     return out

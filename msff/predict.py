@@ -152,27 +152,39 @@ class RunModels:
         self.names = names
         self.loaded: dict[str, object] = {}
         for name in names:
-            model = registry.model(name)
-            files = [folder / f for f in model.files]
-            if model.head in ("frame_cnn", "blstm"):
-                # Both read one backbone pass: its CNN is loaded once, under the backbone.
-                cnn = f"{model.backbone}_cnn"
-                if cnn not in self.loaded:
-                    self.loaded[cnn] = frame_cnn.load(folder / f"{cnn}.pt", device)
-                if model.head == "blstm":
-                    self.loaded[name] = blstm.load(files[1])
-            elif model.head == "zeroshot":
-                self.loaded[name] = zeroshot.load(files[0])
-            elif model.head == "c3d":
-                self.loaded[name] = c3d.load(files[0], device)
-            elif model.head == "audio_cnn":
-                self.loaded[name] = (audio_cnn.load(files[0], device), blstm.load(files[1]))
-            elif model.head == "svm":
-                self.loaded[name] = svm.load(files[0])
-            elif model.head == "hog_svm":
-                self.loaded[name] = hog_svm.load(files[0])
-            else:
-                raise ConfigError(f"{name}: no prediction for a model of head {model.head!r}")
+            try:
+                self._load(name, folder, device)
+            except MsffError:
+                raise
+            except Exception as exc:  # a file cut short or overwritten: name it, not a trace
+                files = ", ".join(str(folder / f) for f in registry.model(name).files)
+                raise ConfigError(
+                    f"{files}: the run's {name} cannot be loaded ({type(exc).__name__}: {exc})"
+                ) from exc
+
+    def _load(self, name: str, folder: Path, device: str) -> None:
+        """Load one fused model's files into ``self.loaded``."""
+        model = registry.model(name)
+        files = [folder / f for f in model.files]
+        if model.head in ("frame_cnn", "blstm"):
+            # Both read one backbone pass: its CNN is loaded once, under the backbone.
+            cnn = f"{model.backbone}_cnn"
+            if cnn not in self.loaded:
+                self.loaded[cnn] = frame_cnn.load(folder / f"{cnn}.pt", device)
+            if model.head == "blstm":
+                self.loaded[name] = blstm.load(files[1])
+        elif model.head == "zeroshot":
+            self.loaded[name] = zeroshot.load(files[0])
+        elif model.head == "c3d":
+            self.loaded[name] = c3d.load(files[0], device)
+        elif model.head == "audio_cnn":
+            self.loaded[name] = (audio_cnn.load(files[0], device), blstm.load(files[1]))
+        elif model.head == "svm":
+            self.loaded[name] = svm.load(files[0])
+        elif model.head == "hog_svm":
+            self.loaded[name] = hog_svm.load(files[0])
+        else:
+            raise ConfigError(f"{name}: no prediction for a model of head {model.head!r}")
 
     def needs_enrolment(self, speaker: str) -> set[str]:
         """The caches a clip needs for the run's models to learn ``speaker`` (:meth:`enrol`).
@@ -397,7 +409,10 @@ def fusion_record(results: str | Path) -> dict:
     weights_file = results / "fusion" / "weights.json"
     if not weights_file.exists():
         raise ConfigError(f"{weights_file}: no fusion weights; run the workflow first")
-    record = json.loads(weights_file.read_text())
+    try:
+        record = json.loads(weights_file.read_text())
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{weights_file}: not the run's fusion weights ({exc})") from None
     for name in record["models"]:
         for file in registry.model(name).files:
             if not (results / "models" / file).exists():
@@ -480,16 +495,23 @@ class Predictor:
         n = len(self.classes)
         names = self.models.names
         scores = [np.full(n, 1 / n) if probs[m] is None else probs[m] for m in names]
-        fused = fusion.fuse([s[None] for s in scores], [self.weights[m] for m in names])[0]
-        used = [m for m in names if probs[m] is not None and self.weights[m] > 0]
+        seen = np.array([[probs[m] is not None] for m in names])
+        weights = [self.weights[m] for m in names]
+        fused, (how,) = fusion.fuse_seen([s[None] for s in scores], weights, seen)
+        fused = fused[0]
+        # As the workflow's fuse stage: the weighted models that saw the clip, else all
+        # fused models that did, equally (msff.fusion.fuse_seen).
+        used = [m for m in names if probs[m] is not None and (how == "equal" or self.weights[m])]
         unable = [m for m in names if probs[m] is None]
         note = "; ".join(problems)
-        if not used:  # uniform scores: their argmax would be the first class, not a finding
+        if how == "equal":
+            note = "; ".join(filter(None, [note, fusion.EQUAL_NOTE + ", ".join(used)]))
+        elif how == "none":  # uniform scores: their argmax would be the first class
             note = f"no fused model could score it ({note or ', '.join(unable)})"
         return Prediction(
             path=str(path),
             clip=clip,
-            label=self.classes[int(np.argmax(fused))] if used else "",
+            label=self.classes[int(np.argmax(fused))] if how != "none" else "",
             scores=dict(zip(self.classes, fused.round(6).tolist(), strict=True)),
             mode=self.mode,
             models_used=used,

@@ -172,6 +172,10 @@ def test_cross_validation_holds_out_speakers():
     folds = fusion.cross_validate([noise, good], labels, groups, folds=3, step=0.1, seed=0)
     assert len(folds) == 3 and sum(f["n_clips"] for f in folds) == 120
     assert all(f["accuracy"] == 1.0 and f["weights"][1] > 0.5 for f in folds)
+    # Each speaker is held out once, whole: no fold searches on a speaker it scores.
+    held = [set(f["held_out"]) for f in folds]
+    assert sorted(s for h in held for s in h) == sorted(set(groups))
+    assert all(f["n_clips"] == 10 * len(f["held_out"]) for f in folds)  # 10 clips a speaker
 
 
 def test_metrics_and_confusion():
@@ -192,5 +196,30 @@ def test_confusion_png(tmp_path):
     evaluate.confusion_png(table, tmp_path / "cm.png", "test")
     from PIL import Image
 
-    image = Image.open(tmp_path / "cm.png")
-    assert image.size[0] > 200 and image.getextrema() != ((255, 255),) * 3
+    image = Image.open(tmp_path / "cm.png").convert("RGB")
+
+    # Each cell is shaded by its share of the true class's clips (white 0, blue 1): a -> a
+    # is all of a, c's two clips are half b and half c. Sampled 4 px inside a cell's corner,
+    # away from its count (confusion_png's grid: 56 px cells from x 90, y 60).
+    def shade(true, predicted):
+        return image.getpixel((90 + 56 * predicted + 4, 60 + 56 * true + 4))
+
+    assert shade(0, 0) == shade(1, 1) == (55, 55, 255)
+    assert shade(2, 1) == shade(2, 2) == (155, 155, 255)
+    assert shade(0, 1) == shade(1, 0) == shade(2, 0) == (255, 255, 255)
+
+
+def test_a_clip_only_unweighted_models_saw_is_fused_by_them_and_one_none_saw_is_uniform():
+    face = np.array([[0.7, 0.2, 0.1], [1 / 3] * 3, [1 / 3] * 3])
+    voice = np.array([[0.1, 0.1, 0.8], [0.2, 0.5, 0.3], [1 / 3] * 3])
+    silent = np.array([[0.2, 0.6, 0.2], [0.1, 0.3, 0.6], [1 / 3] * 3])
+    seen = np.array([[True, False, False], [True, True, False], [True, True, False]])
+    fused, how = fusion.fuse_seen([face, voice, silent], [1.0, 0.0, 0.0], seen)
+    assert how == ["weights", "equal", "none"]
+    np.testing.assert_array_equal(fused[0], face[0])  # the weights, as fuse()
+    np.testing.assert_allclose(fused[1], (voice[1] + silent[1]) / 2)  # the two that saw it
+    np.testing.assert_allclose(fused[2], [1 / 3] * 3)
+    # Weighted models that saw a clip decide it, whatever the others say.
+    fused, how = fusion.fuse_seen([face, voice], [0.5, 0.5], seen[:2])
+    assert how[1] == "weights"
+    np.testing.assert_array_equal(fused, fusion.fuse([face, voice], [0.5, 0.5]))

@@ -19,7 +19,7 @@ from msff.stages.media import extract_audio, extract_frames
 
 from .test_robust import FACES
 
-# case: (frames decode, a face is found (None: either), the audio is heard)
+# case: (frames decode, a face is found, the audio is heard)
 EXPECT = {
     "empty": (False, False, False),
     "truncated": (False, False, False),
@@ -34,7 +34,9 @@ EXPECT = {
     "single_frame": (True, True, False),
     "tiny_64x36": (True, False, True),
     "hostile_name": (True, True, True),
-    "random_middle": (True, None, None),
+    # The middle third of the file is noise: ffmpeg skips the packets it cannot decode, and
+    # what is left still holds faces and 2.2 of 3.2 s of speech (noted as damaged).
+    "random_middle": (True, True, True),
     "bad_frame_folder": (False, False, False),
 }
 
@@ -62,8 +64,6 @@ def test_every_stage_ends_with_a_cache(tmp_path, hostile_clips, case):
     decodes, face, heard = EXPECT[case]
     assert (errors["frames"] == "") == decodes, errors
     assert bool(errors["faces"]) == bool(errors["frames"]), errors
-    if face is not None:
-        found = 0 if errors["faces"] else cache.attrs(faces)["n_found"]
-        assert (found > 0) == face, (case, found)
-    if heard is not None:
-        assert (errors["audio"] == errors["spectro"] == errors["smile"] == "") == heard, errors
+    found = 0 if errors["faces"] else cache.attrs(faces)["n_found"]
+    assert (found > 0) == face, (case, found)
+    assert (errors["audio"] == errors["spectro"] == errors["smile"] == "") == heard, errors

@@ -201,9 +201,15 @@ def test_fused_scores_predictions_and_table2_follow_the_out_of_fold_weights(out_
 @pytest.mark.workflow
 def test_switching_it_off_reruns_the_fusion_not_the_models(out_of_fold_run):
     work, _, sheet = out_of_fold_run
-    write_config(work, out_of_fold=0)  # the last test of the module: the run is not reused
-    counts = job_counts(snakemake(work))
-    assert set(counts) == {"fuse", "evaluate", "plots", "all"}, counts
-    record = json.loads((work / "results" / "fusion" / "weights.json").read_text())
-    assert record["searched_on"] == "val"
-    assert record["n_search_clips"] == record["n_val_clips"] == int((sheet["split"] == "val").sum())
+    write_config(work, out_of_fold=0)
+    try:
+        counts = job_counts(snakemake(work))
+        assert set(counts) == {"fuse", "evaluate", "plots", "all"}, counts
+        record = json.loads((work / "results" / "fusion" / "weights.json").read_text())
+        assert record["searched_on"] == "val"
+        n_val = int((sheet["split"] == "val").sum())
+        assert record["n_search_clips"] == record["n_val_clips"] == n_val
+    finally:
+        # Back to the module's run, whatever order the tests run in: the fusion again.
+        write_config(work, out_of_fold=2)
+        snakemake(work)

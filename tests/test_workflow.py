@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from msff import faces
+from msff import faces, fusion, registry
 
 from .conftest import (
     CKPLUS,
@@ -41,6 +43,15 @@ GOOD = {
 PRECROPPED = {"ck_surprise"}  # sheet column face_input; the rest take config's `detect`
 FACE_CLIPS = ["ravdess_happy", "crema_angry", "mead_happy", "mead_no_audio", "mead_frames"]
 AUDIO_CLIPS = ["ravdess_happy", "crema_angry", "speech_neutral", "speech_angry"]
+BAD_CLIPS = [
+    "truncated",
+    "zero_bytes",
+    "no_face",
+    "missing_file",
+    "unmapped_label",
+    "mead_no_audio",
+]
+KNOWN_CLIPS = {*GOOD, "mead_frames", *BAD_CLIPS}  # the module's first sheet
 
 
 def sheet_rows(bad_clips, frame_folder):
@@ -70,6 +81,7 @@ def sheet_rows(bad_clips, frame_folder):
         "unmapped_label": (CREMA_D.with_name("1001_DFA_SAD_XX.flv"), "bored"),
         "mead_no_audio": (DATA / "mead_front" / "M030_front_angry_level3_001.mp4", "angry"),
     }
+    assert list(bad) == BAD_CLIPS
     for i, (clip, (path, label)) in enumerate(bad.items()):
         rows.append(
             dict(
@@ -106,7 +118,7 @@ def snakemake(repo: Path, work: Path, *args: str, check: bool = True):
         "results/qc.tsv",  # before args: --config takes every word after it
         *args,
     ]
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     if check and proc.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-6000:]}")
     return proc
@@ -158,15 +170,15 @@ def project(tmp_path_factory, bad_clips, frame_folder):
     repo, work = copy_workflow(tmp_path_factory.mktemp("workflow"))
     write_sheet(work, sheet_rows(bad_clips, frame_folder))
     first = snakemake(repo, work)
+    # The first run's qc table, kept: later tests add clips and rerun qc.
+    shutil.copy(work / "results" / "qc.tsv", work / "first_qc.tsv")
     return repo, work, first
 
 
 @pytest.fixture(scope="module")
 def qc(project):
     _, work, _ = project
-    table = pd.read_csv(
-        work / "results" / "qc.tsv", sep="\t", index_col="clip", keep_default_na=False
-    )
+    table = pd.read_csv(work / "first_qc.tsv", sep="\t", index_col="clip", keep_default_na=False)
     for column in ("frames", "faces_found", "face_coverage_pct", "audio_seconds"):
         table[column] = pd.to_numeric(table[column])  # empty (no such branch) -> NaN
     return table
@@ -300,13 +312,12 @@ def test_editing_imported_code_reruns_its_stages_only(project):
     with open(repo / "msff" / "audio.py", "a") as f:
         f.write("\n# an edit to the spectrogram and openSMILE code\n")
     snakemake(repo, work)
-    audio_clips = AUDIO_CLIPS + [
-        "crema_happy",
-        "truncated",
-        "zero_bytes",
-        "missing_file",
-        "mead_no_audio",
-    ]
+    # The sheet's clips with a soundtrack to look at (the sheet says so; unmapped_label is
+    # dropped from the run), and any clip another test of the module added to the sheet.
+    sheet = pd.read_csv(work / "clips.tsv", sep="\t", dtype=str)
+    added = [c for c in sheet["clip"] if c not in KNOWN_CLIPS]
+    audio_clips = AUDIO_CLIPS + ["truncated", "zero_bytes", "missing_file", "mead_no_audio"]
+    audio_clips += added
     rules = ("spectrograms", "opensmile")
     assert ran(before, job_logs(work)) == {
         f"{rule}/{clip}" for rule in rules for clip in audio_clips
@@ -326,6 +337,31 @@ def test_wrong_config_key_stops_the_run_naming_the_key(project):
     proc = snakemake(repo, work, "--config", "sampels=x.tsv", check=False)
     assert proc.returncode != 0
     assert "sampels" in proc.stderr and "Additional properties are not allowed" in proc.stderr
+
+
+def test_a_sheet_with_no_clip_to_run_stops_before_any_job(project, tmp_path):
+    repo, work, _ = project
+    sheet = tmp_path / "bored.tsv"
+    rows = [dict(clip="c1", path=str(CREMA_D), label="bored", split="train", speaker="1001")]
+    write_sheet(tmp_path, rows)
+    (tmp_path / "clips.tsv").rename(sheet)
+    proc = snakemake(repo, work, "-n", "--config", f"samples={sheet}", check=False)
+    assert proc.returncode != 0
+    assert f"{sheet}: no clip to run: every clip is excluded (label 'bored'" in (
+        proc.stdout + proc.stderr
+    )
+
+
+def test_a_missing_weight_file_stops_the_run_before_any_job(project, tmp_path):
+    repo, work, _ = project
+    config = yaml.safe_load((work / "config.yaml").read_text())
+    config["weights"]["fer2013"] = str(tmp_path / "emotion_model.hdf5")  # not there
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    proc = snakemake(repo, work, "-n", "--configfile", str(tmp_path / "config.yaml"), check=False)
+    assert proc.returncode != 0
+    assert f"config weights.fer2013: {tmp_path / 'emotion_model.hdf5'}: no such weight file" in (
+        proc.stdout + proc.stderr
+    )
 
 
 KILLED_BY = """
@@ -361,7 +397,7 @@ def test_one_run_gets_past_a_clip_that_kills_its_shard(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(repo))
     cmd = [sys.executable, "-m", "snakemake", "-s", str(repo / "Snakefile"), "-d", str(work),
            "--cores", "2", "results/qc.tsv"]  # fmt: skip
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900, env=env)
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=3600, env=env)
     assert proc.returncode == 0, proc.stderr[-6000:]
     assert "Using workflow specific profile profiles/default" in proc.stdout + proc.stderr
     qc = pd.read_csv(work / "results" / "qc.tsv", sep="\t", index_col="clip", keep_default_na=False)
@@ -415,6 +451,17 @@ HOSTILE_IN_SHEET = {
 }
 
 
+def gets_a_label(work: Path, face: bool, speech: bool) -> bool:
+    """Whether a fused model sees a clip with (or without) faces and speech (not silence).
+
+    Fused by the weights where a model of nonzero weight sees it, else equally by the
+    fused models that do (msff.fusion.fuse_seen); no label where none does.
+    """
+    fused = json.loads((work / "results" / "fusion" / "weights.json").read_text())["models"]
+    needs = {registry.model(name).needs for name in fused}
+    return (face and "faces" in needs) or (speech and bool(needs - {"faces"}))
+
+
 def hostile_clip(case: str) -> str:
     return HOSTILE_IN_SHEET.get(case, f"hostile_{case}")
 
@@ -451,7 +498,7 @@ def test_every_model_scores_every_clip_and_fusion_predicts_despite_bad_clips(ful
     config = yaml.safe_load((work / "config.yaml").read_text())
     classes = config["labels"]["classes"]
     running = {r["clip"] for r in rows if r["clip"] != "unmapped_label"}
-    from msff import registry, scores
+    from msff import scores
 
     names = [m.name for m in registry.models(config["models"])]
     assert "fer2013_zeroshot" in names
@@ -467,12 +514,17 @@ def test_every_model_scores_every_clip_and_fusion_predicts_despite_bad_clips(ful
     hog = scores.read(work / "results" / "scores" / "hog_svm.tsv", classes)
     assert hog.loc["no_face", "note"] == hog.loc["truncated", "note"] == "no face found"
     assert np.allclose(hog.loc["no_face", classes], 1 / len(classes))  # uniform: no face
-    predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t")
+    predictions = pd.read_csv(
+        work / "results" / "predictions.tsv", sep="\t", dtype=str, keep_default_na=False
+    )
     assert set(predictions["clip"]) == {r["clip"] for r in rows if r["split"] == "test"}
-    # EmotiW's submission: one file per test clip holding its predicted label.
+    # EmotiW's submission: one file per labelled test clip holding its predicted label.
     for clip, label in zip(predictions["clip"], predictions["predicted"], strict=True):
-        text = (work / "results" / "submission" / f"{clip}.txt").read_text()
-        assert text == label.capitalize() + "\n"
+        submitted = work / "results" / "submission" / f"{clip}.txt"
+        if label:
+            assert submitted.read_text() == label.capitalize() + "\n"
+        else:
+            assert not submitted.exists(), clip
 
 
 def test_every_hostile_case_ends_scored_fused_and_explained(full_run, hostile_clips):
@@ -486,30 +538,39 @@ def test_every_hostile_case_ends_scored_fused_and_explained(full_run, hostile_cl
 
     tables = {p.stem: scores.read(p, classes) for p in (work / "results" / "scores").glob("*.tsv")}
     assert {"fer2013_blstm", "c3d", "vgg19_blstm_audio", "opensmile_svm", "fusion"} <= set(tables)
-    predictions = pd.read_csv(work / "results" / "predictions.tsv", sep="\t", index_col="clip")
+    predictions = pd.read_csv(
+        work / "results" / "predictions.tsv", sep="\t", index_col="clip", keep_default_na=False
+    )
     assert set(EXPECT) == set(hostile_clips)
     for case, (decodes, face, heard) in EXPECT.items():
         clip = hostile_clip(case)
         row = qc.loc[clip]
         for name, table in tables.items():
             assert clip in table.index, (name, clip)
-        if clip.startswith("hostile_"):  # a test clip: predicted and submitted
-            assert predictions.loc[clip, "predicted"] in classes
-            assert (work / "results" / "submission" / f"{clip}.txt").exists()
+        if clip.startswith("hostile_"):  # a test clip: a label and its file, or why not
+            predicted, note = predictions.loc[clip, ["predicted", "note"]]
+            submitted = (work / "results" / "submission" / f"{clip}.txt").exists()
+            if gets_a_label(work, face, row["audio"] == "speech"):
+                assert predicted in classes and submitted, (clip, predicted, note)
+                assert not note or note.startswith(fusion.EQUAL_NOTE), (clip, note)
+            else:  # no model saw it: no label, no file, and the stages' reasons
+                assert predicted == "" and not submitted, (clip, predicted)
+                assert note.startswith("no fused model could score it ("), (clip, note)
         branches = row["branches"].split("+")
         if not decodes and case != "audio_only":  # the sheet said it has video
             assert row["status"] == "error" and f"clip {clip}: " in row["error"], row.to_dict()
-        if face is not None:
-            assert ("face" in branches) == face, row.to_dict()
-        if heard is not None:  # decoded; a silent track (the 1-s cuts) is noted, not used
-            assert (row["audio"] in ("speech", "silent")) == heard, row.to_dict()
-            assert heard or "audio" not in branches, row.to_dict()
+        assert ("face" in branches) == face, row.to_dict()
+        # Decoded; a silent track (the 1-s cuts) is noted, not used.
+        assert (row["audio"] in ("speech", "silent")) == heard, row.to_dict()
+        assert heard or "audio" not in branches, row.to_dict()
         # A clip that lost a branch the sheet promised says why: an error or a note.
         if "face" not in branches or "audio" not in branches:
             assert row["error"] or row["note"], row.to_dict()
 
 
 def test_predict_prints_a_line_for_every_hostile_file(full_run, hostile_clips):
+    from .test_hostile import EXPECT
+
     _, work, _ = full_run
     sources = [str(p) for p in hostile_clips.values()]
     proc = subprocess.run(
@@ -523,15 +584,17 @@ def test_predict_prints_a_line_for_every_hostile_file(full_run, hostile_clips):
     lines = proc.stdout.splitlines()
     assert [line.split("\t")[0] for line in lines] == sources, proc.stdout
     classes = yaml.safe_load((work / "config.yaml").read_text())["labels"]["classes"]
-    for line in lines:
+    # What the run's own stages made of each file: predict runs the same ones.
+    qc = pd.read_csv(work / "results" / "qc.tsv", sep="\t", index_col="clip", dtype=str)
+    for (case, path), line in zip(hostile_clips.items(), lines, strict=True):
         label = line.split("\t")[1]
-        # A label, an error that names the file, or no label and why (no fused model could
-        # score the file: the stages' errors and notes follow).
-        assert (
-            label.startswith("error: ")
-            or label in classes
-            or (label.startswith("no label: no fused model could score it (") and len(label) > 45)
-        ), line
+        _, face, _ = EXPECT[case]
+        speech = qc.loc[hostile_clip(case), "audio"] == "speech"
+        if gets_a_label(work, face, speech):  # a fused model sees it: a label
+            assert label in classes, line
+        else:  # an error that names the file, or no label and why (the stages' notes)
+            assert label.startswith(("error: ", "no label: no fused model could score it (")), line
+            assert label.startswith("no label") or path.stem in label, line
 
 
 def test_editing_c3d_reruns_only_c3d_and_what_reads_its_scores(full_run):
@@ -685,3 +748,21 @@ def test_predict_reproduces_the_fused_scores_of_the_workflow(full_run):
     assert predictor.enrol("new", of_01) == ["opensmile_svm"]
     learnt = predictor(paths["speech_angry"], speaker="new")
     np.testing.assert_allclose([learnt.scores[c] for c in classes], want, atol=1e-5)
+
+
+def test_predict_names_a_damaged_model_file_of_the_run(full_run, tmp_path):
+    _, work, _ = full_run
+    from msff.errors import ConfigError
+    from msff.predict import Predictor, run_config
+
+    copy = tmp_path / "results"
+    for folder in ("models", "fusion"):
+        shutil.copytree(work / "results" / folder, copy / folder)
+    cfg = run_config(copy)
+    blstm = copy / "models" / "fer2013_blstm.pt"
+    blstm.write_bytes(blstm.read_bytes()[: blstm.stat().st_size // 2])  # cut short
+    with pytest.raises(ConfigError, match=f"{re.escape(str(blstm))}.* fer2013_blstm cannot be"):
+        Predictor(copy, cfg)
+    (copy / "fusion" / "weights.json").write_text("{not json")
+    with pytest.raises(ConfigError, match="weights.json: not the run's fusion weights"):
+        Predictor(copy, cfg)

@@ -29,8 +29,14 @@ def _atomic_tsv(path: str | Path, table: pd.DataFrame) -> None:
     cache.write_text(path, table.to_csv(sep="\t", index=False, float_format="%.4f"))
 
 
-def load_scores(paths: dict[str, str], clips: list[dict], classes: list[str]) -> dict:
-    """Each model's score matrix, rows in the order of ``clips``."""
+def load_scores(
+    paths: dict[str, str], clips: list[dict], classes: list[str], notes: dict | None = None
+) -> dict:
+    """Each model's score matrix, rows in the order of ``clips``.
+
+    ``notes``: a dict to fill with each model's notes in the same order ("" where it scored
+    the clip; else why it could not see it, its row uniform).
+    """
     ids = [c["clip"] for c in clips]
     out = {}
     for name, path in paths.items():
@@ -39,6 +45,27 @@ def load_scores(paths: dict[str, str], clips: list[dict], classes: list[str]) ->
         if missing:
             raise ConfigError(f"{path}: no row for clips {missing[:5]}")
         out[name] = table.loc[ids, classes].to_numpy(float)
+        if notes is not None:
+            column = table["note"] if "note" in table else pd.Series("", index=table.index)
+            notes[name] = column.loc[ids].astype(str).tolist()
+    return out
+
+
+def fusion_notes(how: list[str], notes: dict[str, list[str]]) -> list[str]:
+    """Per clip, why it was not fused by the weights (:func:`msff.fusion.fuse_seen`), or "".
+
+    The wording is ``msff predict``'s for the same file.
+    """
+    out = []
+    for i, fused_by in enumerate(how):
+        if fused_by == "equal":
+            seen = [name for name, why in notes.items() if not why[i]]
+            out.append(f"{fusion.EQUAL_NOTE}{', '.join(seen)}")
+        elif fused_by == "none":
+            why = dict.fromkeys(why[i] for why in notes.values())
+            out.append(f"no fused model could score it ({'; '.join(why)})")
+        else:
+            out.append("")
     return out
 
 
@@ -127,7 +154,8 @@ def fuse(
     ``not_fused``: models the run trained and scored but the fusion leaves out (config
     ``fusion.models`` or the preset's ``fusion_models``), recorded with the weights.
     """
-    matrices = load_scores(score_paths, clips, classes)
+    notes: dict[str, list[str]] = {}
+    matrices = load_scores(score_paths, clips, classes, notes)
     names = list(matrices)
     truth, val = _truth(clips, classes), _split(clips, "val")
     searched, searched_truth, groups, searched_on = search_clips(
@@ -135,7 +163,9 @@ def fuse(
     )
     result = fusion.search([searched[n] for n in names], searched_truth, step, rule, min_clips)
     single = {n: float((matrices[n][val].argmax(1) == truth[val]).mean()) for n in names}
-    fused_val = fusion.fuse([matrices[n][val] for n in names], result.weights).argmax(1)
+    seen = np.array([[not why for why in notes[n]] for n in names])
+    fused, how = fusion.fuse_seen([matrices[n] for n in names], result.weights, seen)
+    fused_val = fused[val].argmax(1)
     record = {
         "models": names,
         "weights": dict(zip(names, result.weights.round(6).tolist(), strict=True)),
@@ -174,30 +204,49 @@ def fuse(
         max(record["search_accuracy_per_model"].values()),
     )
     cache.write_text(out_weights, json.dumps(record, indent=2))
-    fused = fusion.fuse([matrices[n] for n in names], result.weights)
-    scores.write(
-        out_scores, [c["clip"] for c in clips], [c["split"] for c in clips], fused, classes
-    )
+    fused_notes = fusion_notes(how, notes)
+    ids, splits = [c["clip"] for c in clips], [c["split"] for c in clips]
+    scores.write(out_scores, ids, splits, fused, classes, fused_notes)
     test = np.flatnonzero(_split(clips, "test"))
     predictions = pd.DataFrame(fused[test], columns=classes)
-    predictions.insert(0, "predicted", [classes[k] for k in fused[test].argmax(1)])
-    predictions.insert(0, "clip", [clips[i]["clip"] for i in test])
+    # A test clip no fused model could see gets no label, and the note says why.
+    labels = ["" if how[i] == "none" else classes[fused[i].argmax()] for i in test]
+    predictions.insert(0, "predicted", labels)
+    predictions.insert(0, "clip", [ids[i] for i in test])
+    predictions["note"] = [fused_notes[i] for i in test]
+    for fused_by, what in (("equal", "fused equally"), ("none", "left without a label")):
+        picked = [ids[i] for i in test if how[i] == fused_by]
+        if picked:
+            log.warning(
+                "test clips no model of nonzero weight could score, %s: %s", what, ", ".join(picked)
+            )
     _atomic_tsv(out_predictions, predictions)
     return record
 
 
 def write_submission(predictions_tsv: str | Path, out_dir: str | Path) -> int:
-    """Write EmotiW's submission files: one ``{clip}.txt`` per test clip; returns how many.
+    """Write EmotiW's submission files: one ``{clip}.txt`` per labelled test clip.
 
     Each holds the clip's predicted label capitalised as AFEW spells it (``Angry`` ...
-    ``Surprise``).
+    ``Surprise``). A clip without a label (no fused model could score it) gets no file
+    and a warning names it: a guess would read as a finding. Returns the files written.
     """
-    predictions = pd.read_csv(predictions_tsv, sep="\t", dtype={"clip": str})
+    predictions = pd.read_csv(
+        predictions_tsv, sep="\t", dtype={"clip": str, "predicted": str}, keep_default_na=False
+    )
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    for clip, label in zip(predictions["clip"], predictions["predicted"], strict=True):
+    labelled = predictions[predictions["predicted"] != ""]
+    for clip, label in zip(labelled["clip"], labelled["predicted"], strict=True):
         cache.write_text(out_dir / f"{clip}.txt", label.capitalize() + "\n")
-    return len(predictions)
+    unlabelled = predictions["clip"][predictions["predicted"] == ""].tolist()
+    if unlabelled:
+        log.warning(
+            "no submission file for %d unlabelled test clips: %s",
+            len(unlabelled),
+            ", ".join(unlabelled),
+        )
+    return len(labelled)
 
 
 def coverage(qc_tsv: str, clips: list[dict]) -> dict[str, float]:
