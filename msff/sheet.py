@@ -257,9 +257,10 @@ def read(path: str | Path) -> pd.DataFrame:
     """Read a sheet, with explicit dtypes, indexed by clip id, paths made absolute.
 
     Lines starting with ``#`` are comments; a ``#`` elsewhere is part of its field.
-    Raises ConfigError naming the sheet for a missing column, a duplicate clip id or a
-    speaker in two splits. Per-row checks (id pattern, split values) belong to the
-    schema ``clips.schema.yaml``.
+    Raises ConfigError naming the sheet for a file that is empty or not UTF-8, a missing
+    column, a duplicate clip id or a speaker in two splits, and naming the line and clip
+    too for a row of the wrong number of fields or one the schema ``clips.schema.yaml``
+    refuses (id pattern, split values, true/false columns).
     """
     from msff.config import validate
 
