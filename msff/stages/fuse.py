@@ -30,25 +30,24 @@ def _atomic_tsv(path: str | Path, table: pd.DataFrame) -> None:
 
 
 def load_scores(
-    paths: dict[str, str], clips: list[dict], classes: list[str], notes: dict | None = None
-) -> dict:
-    """Each model's score matrix, rows in the order of ``clips``.
+    paths: dict[str, str], clips: list[dict], classes: list[str]
+) -> tuple[dict[str, np.ndarray], dict[str, list[str]]]:
+    """Each model's score matrix and notes, rows in the order of ``clips``.
 
-    ``notes``: a dict to fill with each model's notes in the same order ("" where it scored
-    the clip; else why it could not see it, its row uniform).
+    A note is "" where the model scored the clip, else why it could not see it (its row
+    is then uniform).
     """
     ids = [c["clip"] for c in clips]
-    out = {}
+    matrices, notes = {}, {}
     for name, path in paths.items():
         table = scores.read(path, classes)
         missing = sorted(set(ids) - set(table.index))
         if missing:
             raise ConfigError(f"{path}: no row for clips {missing[:5]}")
-        out[name] = table.loc[ids, classes].to_numpy(float)
-        if notes is not None:
-            column = table["note"] if "note" in table else pd.Series("", index=table.index)
-            notes[name] = column.loc[ids].astype(str).tolist()
-    return out
+        matrices[name] = table.loc[ids, classes].to_numpy(float)
+        column = table["note"] if "note" in table else pd.Series("", index=table.index)
+        notes[name] = column.loc[ids].astype(str).tolist()
+    return matrices, notes
 
 
 def fusion_notes(how: list[str], notes: dict[str, list[str]]) -> list[str]:
@@ -154,8 +153,7 @@ def fuse(
     ``not_fused``: models the run trained and scored but the fusion leaves out (config
     ``fusion.models`` or the preset's ``fusion_models``), recorded with the weights.
     """
-    notes: dict[str, list[str]] = {}
-    matrices = load_scores(score_paths, clips, classes, notes)
+    matrices, notes = load_scores(score_paths, clips, classes)
     names = list(matrices)
     truth, val = _truth(clips, classes), _split(clips, "val")
     searched, searched_truth, groups, searched_on = search_clips(
@@ -279,7 +277,7 @@ def evaluate_all(
     Table 2 searches each subset's weights on the clips :func:`fuse` searched on
     (``out_of_fold`` as there).
     """
-    matrices = load_scores(score_paths, clips, classes)
+    matrices, _ = load_scores(score_paths, clips, classes)
     truth = _truth(clips, classes)
     faces = coverage(qc_tsv, clips)
     rows = []
